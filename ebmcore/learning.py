@@ -1,0 +1,336 @@
+"""Analysis by synthesis: the EBM training step and loop.
+
+One step (maximum likelihood with MCMC samples):
+
+1. synthesis: start chains (:mod:`ebmcore.chains`) and run the sampler on the
+   current energy to get ``x_syn``;
+2. analysis: minimise ``mean E(x_obs) - mean E(x_syn)`` (+ an optional energy-magnitude
+   regulariser ``alpha * mean(E_obs^2 + E_syn^2)``), with gradient clipping.
+
+The :class:`Trainer` adds what a real run needs: a divergence guard (NaN or
+exploding energies or samples restore the last good state and shrink the step
+size, giving up after ``max_retries``), atomic checkpoints that are never written
+with non-finite values, exact resume (model, optimiser, chains, RNG states, step),
+CSV/JSON/TensorBoard metrics, a tqdm bar, and DistributedDataParallel when started
+by ``torchrun``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import distributed as dist_utils
+from .chains import make_chains
+from .config import check, save_config, to_dict
+from .errors import ConfigError, DivergenceError
+from .io import load_tensors, save_tensors
+from .sampling import sample, scaled_schedule
+from .tracking import MetricsLogger, plot_curves
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class SamplerConfig:
+    method: str = check("langevin", choices=["langevin", "hmc"])
+    steps: int = check(20, min=0, max=100_000)
+    step_size: float = check(0.1, min=0.0, max=100.0)
+    noise: str = check("constant", choices=["constant", "none", "annealed"])  # YAML reads a bare off as false
+    noise_scale: float = check(1.0, min=0.0, max=100.0)  # multiplies the schedule: < 1 samples colder
+    noise_off_after: int | None = check(None, min=0)  # training step after which noise is off
+    clamp: list[float] | None = None
+    leapfrog_steps: int = check(5, min=1, max=1000)
+    metropolis: bool = True
+
+    def validate(self, prefix=""):
+        if self.clamp is not None and (len(self.clamp) != 2 or self.clamp[0] >= self.clamp[1]):
+            raise ConfigError(f"{prefix}clamp must be [low, high] with low < high, got {self.clamp}")
+
+
+@dataclass
+class ChainConfig:
+    kind: str = check("short_run", choices=["noise", "short_run", "data", "persistent", "replay"])
+    std: float = check(1.0, min=0.0, max=1e3)
+    mean: float = 0.0
+    num_chains: int = check(100, min=1, max=10_000_000)
+    reinit_prob: float = check(0.05, min=0.0, max=1.0)
+
+
+@dataclass
+class OptimConfig:
+    name: str = check("adam", choices=["adam", "sgd"])
+    lr: float = check(1e-3, min=0.0, max=10.0)
+    beta1: float = check(0.9, min=0.0, max=1.0)
+    beta2: float = check(0.999, min=0.0, max=1.0)
+    weight_decay: float = check(0.0, min=0.0, max=1.0)
+    grad_clip: float | None = check(None, min=0.0)
+    energy_reg: float = check(0.0, min=0.0, max=1e3)
+
+
+@dataclass
+class GuardConfig:
+    enabled: bool = True
+    max_energy: float = check(1e8, min=0.0)
+    max_sample_abs: float = check(1e4, min=0.0)
+    max_retries: int = check(5, min=0, max=100)
+    shrink: float = check(0.5, min=0.0, max=1.0)
+    snapshot_every: int = check(10, min=1)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = check(100, min=0, max=100_000_000)
+    batch_size: int = check(16, min=1, max=1_000_000)
+    seed: int = 0
+    log_every: int = check(10, min=1)
+    ckpt_every: int = check(50, min=1)
+    sample_every: int = check(50, min=1)
+    device: str = "cpu"
+    progress: bool = True
+    tensorboard: bool = True
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    chains: ChainConfig = field(default_factory=ChainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+
+
+def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.beta1, weight_decay=cfg.weight_decay)
+
+
+def contrastive_loss(e_obs: torch.Tensor, e_syn: torch.Tensor, energy_reg: float = 0.0) -> torch.Tensor:
+    """``mean E(x_obs) - mean E(x_syn)`` plus ``energy_reg * mean(E_obs^2 + E_syn^2)``."""
+    loss = e_obs.mean() - e_syn.mean()
+    if energy_reg:
+        loss = loss + energy_reg * (e_obs.pow(2).mean() + e_syn.pow(2).mean())
+    return loss
+
+
+def _as_data(data) -> dict[str, torch.Tensor]:
+    data = {"x": data} if isinstance(data, torch.Tensor) else dict(data)
+    if "x" not in data:
+        raise ValueError("training data must be a tensor or a dict with key 'x'")
+    n = data["x"].shape[0]
+    for key, value in data.items():
+        if value.shape[0] != n:
+            raise ValueError(f"data[{key!r}] has {value.shape[0]} rows, data['x'] has {n}")
+    return data
+
+
+def _all_finite(tensors) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors if torch.is_tensor(t) and t.is_floating_point())
+
+
+def _state_tensors(obj):
+    if torch.is_tensor(obj):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _state_tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _state_tensors(v)
+
+
+class Trainer:
+    """Trains an :class:`~ebmcore.energy.EnergyModel` by analysis by synthesis.
+
+    ``data`` is a tensor of observed examples (N, ...) or a dict of tensors with the
+    examples under ``"x"`` and conditioning tensors under other keys (all with N rows;
+    the model receives them as ``cond``, a dict). ``run_dir`` receives ``config.yaml``,
+    ``checkpoint.pt``, ``metrics.csv``/``.jsonl``, ``tb/`` and ``curves.png``.
+    ``callbacks`` are called as ``cb(trainer, step, metrics)`` after every step.
+    """
+
+    def __init__(self, model: nn.Module, data, cfg: TrainConfig, run_dir: str | Path, *,
+                 resume: bool = True, callbacks: list[Callable] | None = None, full_config=None):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.rank, self.world = dist_utils.init_from_env(cfg.device)
+        if cfg.batch_size % self.world:
+            raise ConfigError(f"batch_size {cfg.batch_size} must divide evenly over {self.world} processes")
+        self.device = torch.device(cfg.device)
+        self.model = model.to(self.device)
+        self.net = self.model
+        if self.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(self.model)
+        self.data = _as_data(data)
+        self.optimizer = make_optimizer(self.model.parameters(), cfg.optim)
+        self.chains = make_chains(cfg.chains.kind, self.data["x"].shape[1:], std=cfg.chains.std,
+                                  mean=cfg.chains.mean, num_chains=cfg.chains.num_chains,
+                                  reinit_prob=cfg.chains.reinit_prob)
+        torch.manual_seed(cfg.seed + self.rank)
+        self.generator = torch.Generator().manual_seed(cfg.seed + 7919 * (self.rank + 1))
+        self.step_size = cfg.sampler.step_size
+        self.step = 0
+        self.retries = 0
+        self.callbacks = list(callbacks or [])
+        self.last_samples: torch.Tensor | None = None
+        if resume and (self.run_dir / CHECKPOINT).exists():
+            self.load_state_dict(load_tensors(self.run_dir / CHECKPOINT))
+        self._snapshot = copy.deepcopy(self.state_dict())
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(full_config if full_config is not None else cfg, self.run_dir / "config.yaml")
+
+    # ----- data and sampling -------------------------------------------------
+    def batch_indices(self, step: int) -> torch.Tensor:
+        """This rank's example indices for ``step``: a pure function of (seed, step), so a
+        resumed run sees the same batches. The global batch is a slice of a per-epoch
+        permutation; rank r takes the r-th contiguous part."""
+        n, b = self.data["x"].shape[0], self.cfg.batch_size
+        start = step * b
+        idx = []
+        while len(idx) < b:
+            epoch, offset = divmod(start + len(idx), n)
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch))
+            idx.extend(perm[offset: offset + b - len(idx)].tolist())
+        part = b // self.world
+        return torch.tensor(idx[self.rank * part: (self.rank + 1) * part])
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        idx = self.batch_indices(step)
+        return {k: v[idx].to(self.device) for k, v in self.data.items()}
+
+    def sampler_kwargs(self) -> dict:
+        s = self.cfg.sampler
+        noise = s.noise
+        if s.noise_off_after is not None and self.step >= s.noise_off_after:
+            noise = "none"
+        kwargs = dict(method=s.method, steps=s.steps, step_size=self.step_size, clamp=s.clamp,
+                      generator=self.generator, noise=scaled_schedule(noise, s.noise_scale))
+        if s.method == "hmc":
+            kwargs.update(leapfrog_steps=s.leapfrog_steps, metropolis=s.metropolis)
+        return kwargs
+
+    def synthesise(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Start this batch's chains and run the sampler on the current energy."""
+        cond = {k: v for k, v in batch.items() if k != "x"} or None
+        x0 = self.chains.init(batch["x"].shape[0], batch["x"], self.generator).to(self.device)
+        x_syn = sample(lambda x: self.model.energy(x, cond), x0, **self.sampler_kwargs())
+        return x_syn.detach()
+
+    # ----- one step -------------------------------------------------------------
+    def _healthy(self, e_obs, e_syn, x_syn) -> bool:
+        g = self.cfg.guard
+        if not (_all_finite([e_obs, e_syn, x_syn])):
+            return False
+        return bool(e_obs.abs().max() < g.max_energy and e_syn.abs().max() < g.max_energy
+                    and x_syn.abs().max() < g.max_sample_abs)
+
+    def train_step(self) -> dict | None:
+        """One analysis-by-synthesis update; returns its metrics, or None if the guard
+        rejected it (state restored, step size shrunk)."""
+        batch = self.batch(self.step)
+        x_obs = batch["x"]
+        cond = {k: v for k, v in batch.items() if k != "x"} or None
+        self.model.train()
+        x_syn = self.synthesise(batch)
+        both_cond = None if cond is None else {k: torch.cat([v, v]) for k, v in cond.items()}
+        energies = self.net(torch.cat([x_obs, x_syn.to(x_obs.dtype)]), both_cond)
+        e_obs, e_syn = energies[: len(x_obs)], energies[len(x_obs):]
+        loss = contrastive_loss(e_obs, e_syn, self.cfg.optim.energy_reg)
+        guard = self.cfg.guard.enabled
+        ok = self._healthy(e_obs, e_syn, x_syn) if guard else True
+        if not dist_utils.all_ok(ok):
+            return self._recover("non-finite or exploding energies or samples")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = self.cfg.optim.grad_clip
+        grad_norm = nn.utils.clip_grad_norm_(params, clip if clip else math.inf)
+        if guard and not dist_utils.all_ok(bool(torch.isfinite(grad_norm))):
+            return self._recover("non-finite gradient")
+        self.optimizer.step()
+        if guard and not dist_utils.all_ok(_all_finite(self.model.parameters())):
+            return self._recover("non-finite parameters after the update")
+        self.chains.update(x_syn)
+        self.last_samples = x_syn
+        self.step += 1
+        if self.step % self.cfg.guard.snapshot_every == 0:
+            self._snapshot = copy.deepcopy(self.state_dict())
+            self.retries = 0
+        return {"loss": loss.item(), "energy_obs": e_obs.mean().item(), "energy_syn": e_syn.mean().item(),
+                "grad_norm": float(grad_norm), "step_size": self.step_size}
+
+    def _recover(self, reason: str):
+        self.retries += 1
+        if self.retries > self.cfg.guard.max_retries:
+            raise DivergenceError(
+                f"training diverged at step {self.step} ({reason}); gave up after "
+                f"{self.cfg.guard.max_retries} restores with step size shrunk to {self.step_size:g}. "
+                "Lower optim.lr or sampler.step_size, or raise optim.energy_reg.")
+        shrunk = self.step_size * self.cfg.guard.shrink
+        self.load_state_dict(copy.deepcopy(self._snapshot))
+        self.step_size = shrunk
+        tqdm.write(f"divergence guard: {reason} at step {self.step}; restored the last good state, "
+                   f"step size now {self.step_size:g} (retry {self.retries}/{self.cfg.guard.max_retries})")
+        return None
+
+    # ----- state --------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"format": 1, "step": self.step, "step_size": self.step_size,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "chains": self.chains.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+                "config": to_dict(self.cfg)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.chains.load_state_dict(state["chains"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["generator"])
+        self.step, self.step_size = int(state["step"]), float(state["step_size"])
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``checkpoint.pt`` atomically (rank 0 only); refuse non-finite state."""
+        if self.rank != 0:
+            return None
+        state = self.state_dict()
+        if not _all_finite(_state_tensors({k: state[k] for k in ("model", "optimizer", "chains")})):
+            tqdm.write(f"not writing a checkpoint at step {self.step}: the state holds NaN or inf")
+            return None
+        return save_tensors(state, self.run_dir / CHECKPOINT)
+
+    # ----- the loop ---------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train until ``cfg.steps``; returns the last logged metrics."""
+        cfg = self.cfg
+        logger = MetricsLogger(self.run_dir, cfg.tensorboard, self.step) if self.rank == 0 else None
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress or self.rank != 0,
+                   desc=self.run_dir.name, dynamic_ncols=True)
+        last: dict = {}
+        try:
+            while self.step < cfg.steps:
+                before = self.step
+                metrics = self.train_step()
+                if metrics is None:
+                    bar.n = self.step
+                    continue
+                bar.update(self.step - before)
+                metrics = dist_utils.mean_across_ranks(metrics)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    last = metrics
+                    bar.set_postfix(loss=f"{metrics['loss']:.3g}")
+                    if logger:
+                        logger.log(self.step, metrics)
+                for cb in self.callbacks:
+                    cb(self, self.step, metrics)
+                if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            if logger:
+                logger.close()
+        if self.rank == 0 and (self.run_dir / "metrics.jsonl").exists():
+            plot_curves(self.run_dir)
+        return last

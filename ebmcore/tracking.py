@@ -1,0 +1,89 @@
+"""Training metrics: a CSV file, a JSON-lines file, TensorBoard events and a PNG of the curves."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+
+class MetricsLogger:
+    """Appends one row of scalar metrics per call to ``metrics.csv`` and ``metrics.jsonl``
+    in ``run_dir``, and to TensorBoard (``run_dir/tb``) when ``tensorboard`` is True.
+
+    On resume the files are truncated to rows with ``step <= start_step`` so a resumed
+    run's log has no duplicated or orphaned rows.
+    """
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, start_step: int = 0):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.csv_path, self.json_path = self.dir / "metrics.csv", self.dir / "metrics.jsonl"
+        self._truncate(start_step)
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.dir / "tb"), purge_step=start_step + 1 if start_step else None)
+
+    def _truncate(self, start_step: int) -> None:
+        rows = read_metrics(self.json_path) if self.json_path.exists() else []
+        rows = [r for r in rows if r["step"] <= start_step]
+        self.json_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        self.csv_path.unlink(missing_ok=True)
+        for row in rows:
+            self._write_csv(row)
+
+    def _write_csv(self, row: dict) -> None:
+        new = not self.csv_path.exists()
+        with open(self.csv_path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row), extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def log(self, step: int, metrics: dict) -> None:
+        row = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+        self._write_csv(row)
+        with open(self.json_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Rows of a ``metrics.jsonl`` file."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_curves(run_dir: str | Path, keys: list[str] | None = None) -> Path:
+    """Plot the learning curves of ``run_dir/metrics.jsonl`` to ``run_dir/curves.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    keys = keys or [k for k in ("loss", "energy_obs", "energy_syn", "grad_norm") if rows and k in rows[0]]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    steps = [r["step"] for r in rows]
+    for ax, key in zip(axes[0], keys):
+        ax.plot(steps, [r.get(key, float("nan")) for r in rows])
+        ax.set_title(key)
+        ax.set_xlabel("step")
+    if "energy_obs" in keys and "energy_syn" in keys:
+        ax = axes[0][keys.index("energy_obs")]
+        ax.plot(steps, [r["energy_syn"] for r in rows], label="energy_syn")
+        ax.legend(["observed", "synthesised"])
+        ax.set_title("mean energy")
+    fig.tight_layout()
+    out = run_dir / "curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
