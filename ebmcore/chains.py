@@ -79,7 +79,7 @@ class PersistentChains(NoiseChains):
         return self.buffer[self._last].clone()
 
     def update(self, samples):
-        self.buffer[self._last] = samples.detach().to(self.buffer.dtype)
+        self.buffer[self._last] = samples.detach().to(self.buffer.device, self.buffer.dtype)
 
     def state_dict(self):
         return {"buffer": self.buffer, "cursor": self.cursor}

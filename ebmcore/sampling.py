@@ -77,8 +77,14 @@ def _apply_hooks(x, mask, observed, project, clamp):
     return x
 
 
+def _on_generator_device(x: torch.Tensor, generator: torch.Generator | None) -> torch.device:
+    """Draw where the generator lives (a CPU generator may drive a CUDA chain)."""
+    return x.device if generator is None else generator.device
+
+
 def _noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    dev = _on_generator_device(x, generator)
+    return torch.randn(x.shape, dtype=x.dtype, device=dev, generator=generator).to(x.device, non_blocking=True)
 
 
 def langevin(
@@ -183,7 +189,8 @@ def hmc(
             pn = pn - (step_size if i < leapfrog_steps - 1 else 0.5 * step_size) * gn
         if metropolis:
             log_ratio = (energy + kinetic0) - (en + 0.5 * pn.pow(2).flatten(1).sum(1))
-            log_u = torch.rand(log_ratio.shape, dtype=x.dtype, device=x.device, generator=generator).log()
+            log_u = torch.rand(log_ratio.shape, dtype=x.dtype, device=_on_generator_device(x, generator),
+                               generator=generator).log().to(x.device)
             accept = torch.nan_to_num(log_ratio, nan=-math.inf) >= log_u
         else:
             accept = torch.ones_like(energy, dtype=torch.bool)

@@ -1,0 +1,241 @@
+"""Experiment configs of the generative VoxelNet: typed dataclasses read from YAML.
+
+An :class:`ExperimentConfig` composes the engine's :class:`ebmcore.learning.TrainConfig` with
+the data, model and task sections below. Load one with :func:`load_experiment` (a YAML file plus
+``key.sub=value`` overrides); unknown keys and absurd values raise
+:class:`ebmcore.errors.ConfigError` naming the key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ebmcore.config import check, load_config
+from ebmcore.errors import ConfigError
+from ebmcore.learning import TrainConfig
+
+from ebm3d.models.voxelnet import VoxelNetSpec
+
+DATA_SOURCES = ["shapenets_chair", "modelnet", "furniture"]
+# folder under data_root() each source reads by default
+DEFAULT_FOLDERS = {"shapenets_chair": "shapenets-chair-vox30", "modelnet": "modelnet10-pcd"}
+
+
+@dataclass
+class DataConfig:
+    """Which shapes, at which resolution.
+
+    source: ``shapenets_chair`` (3D ShapeNets .mat chairs), ``modelnet`` (a ModelNet-layout
+        folder of meshes or point files, default the shared modelnet10-pcd) or ``furniture``
+        (the built-in generated set; no download).
+    path: the source folder (default: ``data_root()/<the shared folder>``).
+    classes: train on these classes only (None: all the source has).
+    resolution: grid size R the dataset is prepared at (N, 1, R, R, R).
+    rotations: shapenets_chair only: keep these rotation indices (1-12, 1 = canonical; None: all).
+    max_per_class: keep at most this many source shapes per class and official split (tests).
+    point_dilation / point_fill: occupancy from point files (see ebm3d.data.voxelize).
+    n_per_class: furniture only: shapes generated per class.
+    val_fraction / test_fraction: validation share of train (all sources); test share carved
+        for sources without an official test split (shapenets_chair, furniture).
+    seed: drives the splits and the generated shapes.
+    workers: processes for preparing the dataset.
+    """
+
+    source: str = check("shapenets_chair", choices=DATA_SOURCES)
+    path: str | None = None
+    classes: list[str] | None = None
+    resolution: int = check(32, choices=[16, 32, 64])
+    rotations: list[int] | None = check(None, min=1, max=12)
+    max_per_class: int | None = check(None, min=1)
+    point_dilation: int = check(1, min=0, max=4)
+    point_fill: bool = True
+    n_per_class: int = check(60, min=1, max=100_000)
+    val_fraction: float = check(0.1, min=0.0, max=0.9)
+    test_fraction: float = check(0.1, min=0.0, max=0.9)
+    seed: int = 0
+    workers: int = check(1, min=1, max=256)
+
+    def validate(self, prefix=""):
+        if self.rotations is not None and self.source != "shapenets_chair":
+            raise ConfigError(f"{prefix}rotations: only the shapenets_chair source has rotations")
+        if self.source == "shapenets_chair" and self.resolution != 32:
+            raise ConfigError(f"{prefix}resolution: the 3D ShapeNets chairs are 32^3 (30^3 padded); got {self.resolution}")
+
+
+@dataclass
+class ModelConfig:
+    """The energy network (see :class:`ebm3d.models.voxelnet.VoxelNetSpec`); the input
+    resolution comes from the data (or the multigrid level)."""
+
+    channels: list[int] = check(default_factory=lambda: [32, 64], min=1, max=4096)
+    kernels: list[int] = check(default_factory=lambda: [6, 4], min=1, max=64)
+    strides: list[int] = check(default_factory=lambda: [3, 2], min=1, max=64)
+    sigma_ref: float | None = check(0.5, min=1e-6, max=1e6)
+    init_std: float = check(0.001, min=1e-9, max=10.0)
+    feature_pool: int = check(3, min=1, max=64)
+
+    def spec(self, resolution: int) -> VoxelNetSpec:
+        return VoxelNetSpec(list(self.channels), list(self.kernels), list(self.strides), resolution,
+                            self.sigma_ref, self.init_std, self.feature_pool)
+
+    def validate(self, prefix=""):
+        self.spec(32).validate(prefix)
+
+
+@dataclass
+class SynthesisConfig:
+    """Sampling after training.
+
+    levels: multigrid resolutions, coarse to fine, ending at data.resolution (e.g. [16, 32]);
+        each level has its own model, and a finer level's training chains start from the
+        coarser level's samples, upsampled. Empty: one model at data.resolution.
+    n_samples: samples saved (from the persistent chains when train.chains.kind is
+        persistent or replay, else fresh chains from noise).
+    steps / step_size / noise: Langevin of the fresh chains (None: the training sampler's).
+    denoise_steps: noise-free Langevin steps (the training step size) run on every sample, persistent
+        or fresh, before it is saved: gradient descent on the energy that removes the per-voxel
+        noise of chains trained with constant noise.
+    """
+
+    levels: list[int] = check(default_factory=list, min=2, max=256)
+    n_samples: int = check(36, min=1, max=100_000)
+    steps: int | None = check(None, min=0, max=100_000)
+    step_size: float | None = check(None, min=0.0, max=100.0)
+    noise: str | None = check(None, choices=["constant", "off", "annealed"])
+    denoise_steps: int = check(0, min=0, max=100_000)
+
+
+@dataclass
+class RecoveryConfig:
+    """Recovery of corrupted shapes by masked Langevin (paper: 70 % random, 90 steps, 0.07).
+
+    split: the data split recovered; n_examples: how many (the first n of that split).
+    ratio: share of voxels corrupted (unobserved) in the random mode.
+    box: edge of the cubic region removed in the region mode, as a fraction of R.
+    init: what an unobserved voxel starts at: 0 occupancy ('zero') or the training mean ('mean').
+    noise: the Langevin noise; off by default (descent on the energy with the observed voxels
+        held), matching models trained with the noise switched off.
+    """
+
+    split: str = check("test", choices=["train", "val", "test"])
+    n_examples: int = check(50, min=1, max=1_000_000)
+    ratio: float = check(0.7, min=0.0, max=0.99)
+    box: float = check(0.5, min=0.05, max=1.0)
+    steps: int = check(90, min=0, max=100_000)
+    step_size: float = check(0.07, min=0.0, max=10.0)
+    noise: str = check("off", choices=["constant", "off", "annealed"])
+    init: str = check("zero", choices=["zero", "mean"])
+    batch_size: int = check(25, min=1, max=10_000)
+
+
+@dataclass
+class SuperResConfig:
+    """Super-resolution by Langevin with the block-average projection (paper: 16^3 -> 64^3, 10
+    steps, 0.01). ``factor`` divides data.resolution; the low-resolution input is the block
+    average of the ground truth."""
+
+    split: str = check("test", choices=["train", "val", "test"])
+    n_examples: int = check(50, min=1, max=1_000_000)
+    factor: int = check(2, choices=[2, 4, 8])
+    steps: int = check(10, min=0, max=100_000)
+    step_size: float = check(0.01, min=0.0, max=10.0)
+    noise: str = check("off", choices=["constant", "off", "annealed"])
+    batch_size: int = check(25, min=1, max=10_000)
+
+
+@dataclass
+class ClassifyConfig:
+    """Linear classification of the unsupervised model's pooled conv features.
+
+    classifier: 'logistic' (multinomial logistic regression) or 'svm' (linear SVM).
+    C: the regularisation values tried; the one (and the checkpoint) with the best
+        validation accuracy is used for test.
+    eval_every: training steps between validation evaluations of the features (model selection
+        over checkpoints); the final step is always evaluated.
+    untrained_baseline: also score the features of a freshly initialised network (seeded by
+        train.seed, same architecture and data mean, C chosen on val), to show what the unsupervised
+        learning adds.
+    """
+
+    classifier: str = check("logistic", choices=["logistic", "svm"])
+    C: list[float] = check(default_factory=lambda: [0.01, 0.1, 1.0], min=1e-8, max=1e8)
+    eval_every: int = check(500, min=1)
+    max_iter: int = check(2000, min=10, max=1_000_000)
+    batch_size: int = check(64, min=1, max=10_000)
+    untrained_baseline: bool = False
+
+
+@dataclass
+class ReferenceConfig:
+    """The volumetric reference classifier of the inception score (trained on data.source
+    'modelnet' train, selected on val, accuracy on test).
+
+    run: where it is stored (trained on first use); channels: its conv widths; input_pool: the
+    input is average-pooled by this factor first (32^3 -> 16^3).
+    augment: random quarter turns about the up axis and mirror flips during training.
+    n_samples: samples drawn from the evaluated model for the score; splits: 10 as in the paper.
+    """
+
+    run: str = "runs/reference_modelnet10"
+    epochs: int = check(6, min=1, max=10_000)
+    batch_size: int = check(32, min=1, max=10_000)
+    lr: float = check(1e-3, min=0.0, max=10.0)
+    channels: list[int] = check(default_factory=lambda: [16, 32], min=1, max=1024)
+    input_pool: int = check(2, min=1, max=8)
+    hidden: int = check(128, min=1, max=100_000)
+    dropout: float = check(0.4, min=0.0, max=0.99)
+    augment: bool = True
+    n_samples: int = check(500, min=10, max=1_000_000)
+    splits: int = check(10, min=1, max=1000)
+    data: DataConfig = field(default_factory=lambda: DataConfig(source="modelnet"))
+
+
+@dataclass
+class ExperimentConfig:
+    """One generative VoxelNet experiment: what ``ebm3d train`` reads.
+
+    name: the run's folder under out_dir. task: 'synthesis' (train on data.classes and sample)
+    or 'classification' (train one model on all classes, then the linear classifier).
+    """
+
+    name: str = "voxelnet"
+    out_dir: str = "runs"
+    task: str = check("synthesis", choices=["synthesis", "classification"])
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    superres: SuperResConfig = field(default_factory=SuperResConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+
+    def validate(self, prefix=""):
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"{prefix}name: {self.name!r} must be a plain folder name")
+        levels = self.synthesis.levels
+        if levels:
+            if levels[-1] != self.data.resolution:
+                raise ConfigError(f"{prefix}synthesis.levels: the last level must equal data.resolution "
+                                  f"{self.data.resolution}, got {levels}")
+            for a, b in zip(levels, levels[1:]):
+                if b <= a or b % a:
+                    raise ConfigError(f"{prefix}synthesis.levels: each level must be a multiple of the one "
+                                      f"before and larger, got {levels}")
+                if b // a != levels[1] // levels[0]:
+                    raise ConfigError(f"{prefix}synthesis.levels: the levels must share one factor, got {levels}")
+        if self.data.resolution % self.superres.factor:
+            raise ConfigError(f"{prefix}superres.factor: {self.superres.factor} must divide data.resolution "
+                              f"{self.data.resolution}")
+        if self.train.chains.kind in ("persistent", "replay") and self.train.chains.num_chains < self.train.batch_size:
+            raise ConfigError(f"{prefix}train.chains.num_chains: {self.train.chains.num_chains} is smaller "
+                              f"than train.batch_size {self.train.batch_size}")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read an experiment YAML (or the defaults when ``path`` is None) with overrides."""
+    return load_config(ExperimentConfig, path, overrides)

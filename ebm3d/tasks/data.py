@@ -1,0 +1,98 @@
+"""Voxel data for the VoxelNet tasks, through the data layer (:mod:`ebm3d.data`).
+
+:func:`load_shapes` turns a :class:`~ebm3d.config.DataConfig` into a cached
+:class:`~ebm3d.data.ShapeDataset`; :func:`grids` takes one split as float occupancy
+(N, 1, R, R, R) in [0, 1], block-averaged to a coarser resolution when asked.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ebmcore.errors import DataError
+from ebmcore.paths import data_root
+
+from ebm3d.config import DEFAULT_FOLDERS, DataConfig
+from ebm3d.data import BuildOptions, ShapeDataset, build_shapes, load_shapenets_chairs, make_furniture
+
+_ROTATION = re.compile(r"_(\d+)\.mat$")
+
+
+def source_folder(cfg: DataConfig) -> Path:
+    """The folder a data config reads (DataError if it is missing)."""
+    folder = Path(cfg.path) if cfg.path else data_root() / DEFAULT_FOLDERS[cfg.source]
+    if not folder.is_dir():
+        raise DataError(f"{folder}: data folder not found (set data.path or EBM_DATA)")
+    return folder
+
+
+def load_shapes(cfg: DataConfig, progress: bool = False) -> ShapeDataset:
+    """The dataset a config names, restricted to ``cfg.classes`` and ``cfg.rotations``.
+
+    Prepared grids are cached by the data layer (first use builds them).
+    """
+    if cfg.source == "furniture":
+        from ebm3d.data import FURNITURE
+
+        classes = tuple(cfg.classes) if cfg.classes else FURNITURE
+        ds = make_furniture(cfg.n_per_class, classes, resolutions=(cfg.resolution,), n_points=0,
+                            test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    elif cfg.source == "shapenets_chair":
+        ds = load_shapenets_chairs(source_folder(cfg), test_fraction=cfg.test_fraction,
+                                   val_fraction=cfg.val_fraction, seed=cfg.seed,
+                                   max_shapes=cfg.max_per_class, progress=progress)
+        if cfg.rotations:
+            ds = _keep_rotations(ds, cfg.rotations)
+    else:
+        options = BuildOptions(resolutions=(cfg.resolution,), n_points=0, val_fraction=cfg.val_fraction,
+                               seed=cfg.seed, point_dilation=cfg.point_dilation, point_fill=cfg.point_fill,
+                               max_per_class=cfg.max_per_class, workers=cfg.workers)
+        ds = build_shapes(source_folder(cfg), options, progress=progress)
+    if cfg.classes and cfg.source != "furniture":
+        ds = ds.subset(classes=cfg.classes)
+    if cfg.resolution not in ds.voxels:
+        raise DataError(f"{cfg.source}: no {cfg.resolution}^3 grids prepared (have {sorted(ds.voxels)})")
+    return ds
+
+
+def _keep_rotations(ds: ShapeDataset, rotations: list[int]) -> ShapeDataset:
+    keep = []
+    for i, name in enumerate(ds.files):
+        match = _ROTATION.search(name)
+        if match is None:
+            raise DataError(f"{name}: cannot read the rotation index from the file name")
+        if int(match[1]) in rotations:
+            keep.append(i)
+    if not keep:
+        raise DataError(f"no shape with rotation in {rotations}")
+    idx = torch.tensor(keep)
+    return ShapeDataset(classes=ds.classes, labels=ds.labels[idx], split=ds.split[idx],
+                        files=[ds.files[i] for i in keep], voxels={r: v[idx] for r, v in ds.voxels.items()},
+                        points=None if ds.points is None else ds.points[idx], manifest=ds.manifest)
+
+
+def downsample(occupancy: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Block-average (N, 1, R, R, R) grids to ``resolution`` (which must divide R)."""
+    R = occupancy.shape[-1]
+    if resolution == R:
+        return occupancy
+    if R % resolution:
+        raise ValueError(f"cannot block-average {R}^3 to {resolution}^3")
+    return F.avg_pool3d(occupancy, R // resolution)
+
+
+def grids(ds: ShapeDataset, split: str | None, resolution: int | None = None) -> torch.Tensor:
+    """Float occupancy (N, 1, r, r, r) of a split ('train', 'val', 'test', None = all)."""
+    R = resolution if resolution in ds.voxels else max(ds.voxels)
+    vox = ds.voxels[R][ds.mask(split)].float()
+    if vox.shape[0] == 0:
+        raise DataError(f"the {split} split is empty ({ds.counts()})")
+    return downsample(vox, resolution) if resolution and resolution != R else vox
+
+
+def labels(ds: ShapeDataset, split: str | None) -> torch.Tensor:
+    """Class indices (N,) of a split, aligned with :func:`grids`."""
+    return ds.labels[ds.mask(split)]

@@ -1,0 +1,251 @@
+"""Classification from an unsupervised generative PointNet, and its robustness curves.
+
+One model is trained without labels on the training split of all classes (the ten of
+ModelNet10). Its descriptor (:meth:`GenerativePointNet.features`: per-point features max-pooled
+over the points) feeds a scikit-learn linear classifier (linear SVM or logistic regression) on
+standardised features.
+
+Selection uses the validation split only: every ``classify.eval_every`` training steps (and at
+the end) each ``C`` is fitted on train and scored on validation; the best (checkpoint, C) is kept
+(``best_model.pt``) and only that pair is scored on test.
+
+Robustness: the selected classifier, fitted on clean training features, classifies test clouds
+that were corrupted before the features were computed (points removed, outliers from
+N(0, 0.3^2) appended, every coordinate jittered), on the grids of :mod:`ebm3d.transforms`. Because
+the energy network normalises over the points it sees, the corrupted clouds go through the
+network as they are (a different point count included).
+"""
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ebmcore.io import atomic_write, load_tensors, save_tensors
+
+from ebm3d import transforms as T
+from ebm3d.models.pointnet import GenerativePointNet
+from ebm3d.tasks.pointnet_config import PointClassifyConfig, PointNetExperiment
+
+
+@torch.no_grad()
+def extract_features(model: GenerativePointNet, clouds: torch.Tensor, layers: str = "all",
+                     batch_size: int = 64) -> np.ndarray:
+    """Descriptors (n, D) float32 of clouds (n, N, 3)."""
+    was_training = model.training
+    model.eval()
+    out = [model.features(clouds[i:i + batch_size], layers) for i in range(0, len(clouds), batch_size)]
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def make_classifier(cfg: PointClassifyConfig, C: float, seed: int):
+    """Standardisation followed by a linear SVM or a multinomial logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    if cfg.classifier == "logistic":
+        clf = LogisticRegression(C=C, max_iter=cfg.max_iter)
+    else:
+        clf = LinearSVC(C=C, max_iter=cfg.max_iter, random_state=seed)
+    return make_pipeline(StandardScaler(), clf)
+
+
+def fit(cfg: PointClassifyConfig, C: float, feats: np.ndarray, ys: np.ndarray, seed: int):
+    clf = make_classifier(cfg, C, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings at max_iter: the accuracy says enough
+        clf.fit(feats, ys)
+    return clf
+
+
+def select_C(cfg: PointClassifyConfig, feats: dict, ys: dict, seed: int) -> tuple[float, float, list[dict]]:
+    """Fit each C on train, score on val; (best C, its validation accuracy, the table)."""
+    table, best = [], (None, -1.0)
+    for C in cfg.C:
+        acc = float((fit(cfg, C, feats["train"], ys["train"], seed).predict(feats["val"]) == ys["val"]).mean())
+        table.append({"C": C, "val_accuracy": acc})
+        if acc > best[1]:
+            best = (C, acc)
+    return best[0], best[1], table
+
+
+class Selector:
+    """Trainer callback: every ``eval_every`` steps, the validation accuracy of the current
+    features; the best checkpoint's weights go to ``best_model.pt``."""
+
+    def __init__(self, cfg: PointNetExperiment, clouds: dict, ys: dict, run_dir: Path, log=print):
+        self.cfg, self.clouds, self.ys, self.run_dir, self.log = cfg, clouds, ys, Path(run_dir), log
+        self.best: dict | None = None
+        self.history: list[dict] = []
+        state = self.run_dir / "selection.json"
+        if state.is_file():  # a resumed run keeps what it selected before
+            saved = json.loads(state.read_text())
+            self.best, self.history = saved["best"], saved["history"]
+
+    def evaluate(self, model: GenerativePointNet, step: int) -> dict:
+        started = time.time()
+        c = self.cfg.classify
+        feats = {k: extract_features(model, self.clouds[k], c.features, c.batch_size) for k in ("train", "val")}
+        C, acc, table = select_C(c, feats, self.ys, self.cfg.train.seed)
+        row = {"step": step, "val_accuracy": acc, "C": C, "by_C": table, "seconds": round(time.time() - started, 1)}
+        self.history.append(row)
+        if self.best is None or acc > self.best["val_accuracy"]:
+            self.best = row
+            save_tensors({"step": step, "model": model.state_dict()}, self.run_dir / "best_model.pt")
+        text = json.dumps({"best": self.best, "history": self.history}, indent=2)
+        atomic_write(self.run_dir / "selection.json", lambda tmp: tmp.write_text(text))
+        self.log(f"step {step}: validation accuracy {acc:.4f} (C={C}) in {row['seconds']} s")
+        return row
+
+    def __call__(self, trainer, step, metrics):
+        if step % self.cfg.classify.eval_every == 0 and step != trainer.cfg.steps:
+            self.evaluate(trainer.model, step)
+
+
+def split_data(ds, classes=None) -> tuple[dict, dict]:
+    """{split: clouds (n, N, 3)} and {split: labels (n,)} for train, val and test."""
+    from ebm3d.tasks.pointnet_data import labels, points
+
+    clouds = {s: points(ds, s, classes) for s in ("train", "val", "test")}
+    ys = {s: labels(ds, s, classes).numpy() for s in clouds}
+    return clouds, ys
+
+
+def load_selected(cfg: PointNetExperiment) -> tuple[GenerativePointNet, dict]:
+    """The selected model (``best_model.pt``) and the selection record of a classification run."""
+    from ebm3d.tasks.pointnet_train import build_model
+
+    record = json.loads((cfg.run_dir / "selection.json").read_text())
+    model = build_model(cfg)
+    model.load_state_dict(load_tensors(cfg.run_dir / "best_model.pt")["model"])
+    model.eval()
+    return model, record["best"]
+
+
+def score_model(cfg: PointNetExperiment, model: GenerativePointNet, clouds: dict, ys: dict) -> dict:
+    """C selected on val for one model's features; its validation and test accuracy."""
+    c = cfg.classify
+    feats = {k: extract_features(model, v, c.features, c.batch_size) for k, v in clouds.items()}
+    C, val_acc, _ = select_C(c, feats, ys, cfg.train.seed)
+    clf = fit(c, C, feats["train"], ys["train"], cfg.train.seed)
+    return {"C": C, "val_accuracy": val_acc, "test_accuracy": float((clf.predict(feats["test"]) == ys["test"]).mean())}
+
+
+def untrained_baseline(cfg: PointNetExperiment, clouds: dict, ys: dict) -> dict:
+    """The same pipeline on the network as initialised (the training run's seed, no update):
+    what the learned features add over random ones."""
+    from ebm3d.tasks.pointnet_train import build_model
+
+    torch.manual_seed(cfg.train.seed)
+    return score_model(cfg, build_model(cfg).eval(), clouds, ys)
+
+
+def run_classification(cfg: PointNetExperiment, ds, log=print) -> dict:
+    """Train the unsupervised model (resuming), select on val, report test accuracy (and, with
+    ``classify.baseline``, the accuracy of the untrained network's features)."""
+    from ebm3d.tasks.pointnet_train import train_pointnet
+
+    clouds, ys = split_data(ds)
+    baseline = untrained_baseline(cfg, clouds, ys) if cfg.classify.baseline else None
+    if baseline:
+        log(f"untrained network: validation {baseline['val_accuracy']:.4f}, test {baseline['test_accuracy']:.4f}")
+    selector = Selector(cfg, clouds, ys, cfg.run_dir, log)
+    model, trainer, seconds = train_pointnet(cfg, clouds["train"], callbacks=[selector])
+    if not selector.history or selector.history[-1]["step"] != trainer.step:
+        selector.evaluate(model, trainer.step)
+    chosen, best = load_selected(cfg)
+    c = cfg.classify
+    feats = {k: extract_features(chosen, v, c.features, c.batch_size) for k, v in clouds.items()}
+    clf = fit(c, best["C"], feats["train"], ys["train"], cfg.train.seed)
+    pred = clf.predict(feats["test"])
+    per_class = {ds.classes[k]: float((pred[ys["test"] == k] == k).mean()) for k in np.unique(ys["test"])}
+    report = {"test_accuracy": float((pred == ys["test"]).mean()), "val_accuracy": best["val_accuracy"],
+              "train_accuracy": float((clf.predict(feats["train"]) == ys["train"]).mean()),
+              "selected_step": best["step"], "selected_C": best["C"], "classifier": c.classifier,
+              "features": c.features, "feature_dim": int(feats["train"].shape[1]),
+              "n": {k: int(len(v)) for k, v in clouds.items()}, "per_class_test_accuracy": per_class,
+              "untrained_baseline": baseline, "selection_history": selector.history,
+              "train_seconds": round(seconds, 1), "classes": ds.classes}
+    text = json.dumps(report, indent=2)
+    atomic_write(cfg.run_dir / "classification.json", lambda tmp: tmp.write_text(text))
+    return report
+
+
+# ------------------------------------------------------------------ robustness
+
+
+def grids(cfg: PointNetExperiment) -> dict[str, list[float]]:
+    r = cfg.robustness
+    return {"missing": list(r.missing if r.missing is not None else T.MISSING_RATIOS),
+            "outliers": list(r.outliers if r.outliers is not None else T.OUTLIER_RATIOS),
+            "jitter": list(r.jitter if r.jitter is not None else T.JITTER_SIGMAS)}
+
+
+def corrupt(kind: str, clouds: torch.Tensor, value: float, std: float, generator: torch.Generator) -> torch.Tensor:
+    if kind == "missing":
+        return T.drop_points(clouds, value, generator)
+    if kind == "outliers":
+        return T.add_outliers(clouds, value, std, generator)
+    if kind == "jitter":
+        return T.jitter(clouds, value, generator=generator)
+    raise ValueError(f"unknown corruption {kind!r}")
+
+
+def robustness_curves(cfg: PointNetExperiment, ds, seed: int = 0, log=print) -> dict:
+    """Test accuracy of the selected classifier on each corruption grid; writes
+    ``robustness.json`` and ``robustness_<kind>.png`` in the run folder."""
+    model, best = load_selected(cfg)
+    clouds, ys = split_data(ds)
+    c = cfg.classify
+    clf = fit(c, best["C"], extract_features(model, clouds["train"], c.features, c.batch_size), ys["train"],
+              cfg.train.seed)
+    n_test = cfg.robustness.n_test or len(clouds["test"])
+    test, y_test = clouds["test"][:n_test], ys["test"][:n_test]
+    out = {"selected_step": best["step"], "selected_C": best["C"], "n_test": int(n_test),
+           "outlier_std": cfg.robustness.outlier_std, "curves": {}}
+    for kind, values in grids(cfg).items():
+        g = torch.Generator().manual_seed(seed)
+        accs = []
+        for v in values:
+            x = corrupt(kind, test, v, cfg.robustness.outlier_std, g)
+            acc = float((clf.predict(extract_features(model, x, c.features, c.batch_size)) == y_test).mean())
+            accs.append(acc)
+            log(f"{kind} {v:g}: {x.shape[1]} points, accuracy {acc:.4f}")
+        out["curves"][kind] = {"values": values, "accuracy": accs}
+        plot_curve(kind, values, accs, cfg.run_dir / f"robustness_{kind}.png")
+    text = json.dumps(out, indent=2)
+    atomic_write(cfg.run_dir / "robustness.json", lambda tmp: tmp.write_text(text))
+    return out
+
+
+_LABELS = {"missing": "ratio of points removed", "outliers": "outliers added (ratio of the point count)",
+           "jitter": "jitter standard deviation"}
+
+
+def plot_curve(kind: str, values: list[float], accs: list[float], path: Path) -> Path:
+    """Test accuracy (%) against the corruption level, as a small PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=100)
+    ax.plot(values, [100 * a for a in accs], "o-", color="tab:blue", markersize=4)
+    if kind == "jitter":
+        ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlabel(_LABELS[kind])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"generative PointNet features: {kind}")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,291 @@
+"""Experiment configs of the generative PointNet: typed dataclasses read from YAML.
+
+A file is a PointNet experiment when its top level says ``model: pointnet`` (that is how
+``ebm3d train CONFIG`` tells it from a VoxelNet config). The energy network's settings are under
+``energy:``, the engine's :class:`ebmcore.learning.TrainConfig` under ``train:``, and each task
+has its own section. Unknown keys and absurd values raise :class:`ebmcore.errors.ConfigError`
+naming the key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ebmcore.config import apply_overrides, check, from_dict, to_dict
+from ebmcore.errors import ConfigError
+from ebmcore.learning import ChainConfig, OptimConfig, SamplerConfig, TrainConfig
+
+from ebm3d.data.points import NORMALISATIONS
+from ebm3d.models.pointnet import CPU_DEFAULT, NORMS, PointNetSpec
+
+POINT_SOURCES = ["modelnet", "furniture"]
+
+
+@dataclass
+class PointDataConfig:
+    """Which point sets, normalised how.
+
+    source: ``modelnet`` (a ModelNet-layout folder of point files or meshes; default the shared
+        modelnet10-pcd) or ``furniture`` (the built-in generated set; no download).
+    path: the source folder (default: ``data_root()/modelnet10-pcd``).
+    classes: these classes only (None: all the source has).
+    n_points: points per shape in the prepared set (area-weighted samples from meshes, a seeded
+        subset of point files).
+    train_points: points per cloud the model trains on: a fresh random subset of the n_points
+        every step (None: all n_points, in a fixed order).
+    normalisation: ``category_minmax`` (per class and axis the training split's range to
+        [-1, 1], the paper's synthesis setting) or ``sphere`` (per shape, centroid at 0 and the
+        farthest point at radius 1; used for classification, where a per-class map would leak
+        the label).
+    jitter: std of the Gaussian noise added to the observed clouds at every training step.
+    max_per_class: keep at most this many files per class and official split (tests).
+    n_per_class: furniture only: shapes generated per class.
+    val_fraction / test_fraction: validation share carved from train; furniture's test share.
+    seed: drives the splits and the sampled points.
+    workers: processes for preparing the dataset.
+    """
+
+    source: str = check("modelnet", choices=POINT_SOURCES)
+    path: str | None = None
+    classes: list[str] | None = None
+    n_points: int = check(1024, min=2, max=1_000_000)
+    train_points: int | None = check(None, min=2, max=1_000_000)
+    normalisation: str = check("category_minmax", choices=list(NORMALISATIONS))
+    jitter: float = check(0.01, min=0.0, max=1.0)
+    max_per_class: int | None = check(None, min=1)
+    n_per_class: int = check(60, min=2, max=100_000)
+    val_fraction: float = check(0.1, min=0.0, max=0.9)
+    test_fraction: float = check(0.2, min=0.0, max=0.9)
+    seed: int = 0
+    workers: int = check(1, min=1, max=256)
+
+    def validate(self, prefix=""):
+        if self.train_points is not None and self.train_points > self.n_points:
+            raise ConfigError(f"{prefix}train_points: {self.train_points} exceeds n_points {self.n_points}")
+
+
+@dataclass
+class EnergyConfig:
+    """The energy network (see :class:`ebm3d.models.pointnet.PointNetSpec`)."""
+
+    widths: list[int] = check(default_factory=lambda: list(CPU_DEFAULT["widths"]), min=1, max=65536)
+    mlp: list[int] = check(default_factory=lambda: list(CPU_DEFAULT["mlp"]), min=1, max=65536)
+    sigma_ref: float | None = check(0.3, min=1e-6, max=1e6)
+    norm: str = check("layer", choices=list(NORMS))
+
+    def spec(self) -> PointNetSpec:
+        return PointNetSpec(list(self.widths), list(self.mlp), self.sigma_ref, self.norm)
+
+    def validate(self, prefix=""):
+        self.spec().validate(prefix)
+
+
+@dataclass
+class PointSynthesisConfig:
+    """Fresh samples after training: short-run chains from N(0, train.chains.std^2).
+
+    n_samples: clouds drawn; n_points: points per cloud (None: the training count).
+    steps / step_size: Langevin (None: the training sampler's).
+    noise: 'constant' (as in training) or 'none' (the deterministic generator x = M(z)).
+    batch_size: chains run at once.
+    """
+
+    n_samples: int = check(36, min=1, max=1_000_000)
+    n_points: int | None = check(None, min=2, max=1_000_000)
+    steps: int | None = check(None, min=0, max=100_000)
+    step_size: float | None = check(None, min=0.0, max=100.0)
+    noise: str = check("constant", choices=["constant", "none"])
+    batch_size: int = check(50, min=1, max=100_000)
+
+
+@dataclass
+class ReconstructionConfig:
+    """Reconstruction: optimise the initial noise z of the noise-free chain so that its output
+    matches a held-out cloud point for point; the error is mean squared error x 1000.
+
+    split / n_examples: the clouds reconstructed (the first n of that split).
+    iterations: optimiser steps on z (the paper: 64); each back-propagates through the whole
+        unrolled chain (ebmcore.sampling.langevin(differentiable=True)).
+    lr: Adam's learning rate on z; lr_decay: multiplied into it after every iteration (the
+        published code decays its sign-gradient step by 0.9 per iteration too).
+    batch_size: clouds optimised together (each has its own z; the loss is a sum over them).
+    loss: what is optimised: 'mse' (point i against point i, the paper's) or 'chamfer' (squared
+        Chamfer distance, blind to point order). Both are reported either way.
+    """
+
+    split: str = check("test", choices=["train", "val", "test"])
+    n_examples: int = check(16, min=1, max=1_000_000)
+    loss: str = check("mse", choices=["mse", "chamfer"])
+    iterations: int = check(64, min=1, max=100_000)
+    lr: float = check(0.05, min=0.0, max=10.0)
+    lr_decay: float = check(0.9, min=0.0, max=1.0)
+    batch_size: int = check(16, min=1, max=100_000)
+
+
+@dataclass
+class InterpolationConfig:
+    """Interpolation between two noise vectors z0, z1 through the noise-free chain.
+
+    n_pairs: strips; n_steps: clouds per strip (ends included).
+    path: 'spherical' (z_t = cos(pi t / 2) z0 + sin(pi t / 2) z1: every z_t has the noise's
+        distribution) or 'linear' ((1 - t) z0 + t z1).
+    """
+
+    n_pairs: int = check(3, min=1, max=1000)
+    n_steps: int = check(8, min=2, max=1000)
+    path: str = check("spherical", choices=["spherical", "linear"])
+
+
+@dataclass
+class PointEvalConfig:
+    """Generation metrics (PointFlow protocol) of the samples against a reference split.
+
+    ref_split: the reference shapes (the first n_ref of that split; None: all of it).
+    n_samples: generated clouds (None: as many as references).
+    emd: 'exact' (POT's network simplex), 'approxmatch' (APPROXIMATE) or 'none'.
+    emd_points: EMD is computed on this many points per cloud (a seeded subset, the same for
+        every row of the report), because exact EMD on 1024 points costs about 0.4 s a pair
+        here; None: all points.
+    normalise: 'sphere' puts every cloud (samples, references, oracle, blob) on the unit sphere
+        per shape before measuring, 'none' measures as they are.
+    oracle: also report a random subset of the training split (the floor) and Gaussian blobs
+        (the ceiling), measured the same way.
+    """
+
+    ref_split: str = check("test", choices=["train", "val", "test"])
+    n_ref: int | None = check(100, min=2, max=1_000_000)
+    n_samples: int | None = check(None, min=2, max=1_000_000)
+    emd: str = check("exact", choices=["exact", "approxmatch", "none"])
+    emd_points: int | None = check(256, min=2, max=1_000_000)
+    normalise: str = check("sphere", choices=["sphere", "none"])
+    oracle: bool = True
+    workers: int = check(1, min=1, max=64)
+
+
+@dataclass
+class PointClassifyConfig:
+    """Linear classification of an unsupervised model's max-pooled per-point features.
+
+    classifier: 'svm' (linear SVM) or 'logistic'; C: values tried; features: 'all' hidden layers
+    or the 'last' one. Every ``eval_every`` training steps (and at the end) each C is fitted on
+    train and scored on validation; the best (checkpoint, C) is the one scored on test.
+    baseline: also score the untrained network's features (same seed, same selection).
+    """
+
+    classifier: str = check("svm", choices=["svm", "logistic"])
+    C: list[float] = check(default_factory=lambda: [0.001, 0.01, 0.1, 1.0], min=1e-8, max=1e8)
+    features: str = check("all", choices=["all", "last"])
+    eval_every: int = check(100, min=1)
+    max_iter: int = check(5000, min=10, max=1_000_000)
+    batch_size: int = check(64, min=1, max=100_000)
+    baseline: bool = True
+
+
+@dataclass
+class RobustnessConfig:
+    """Robustness curves of the selected classifier on corrupted test clouds.
+
+    missing / outliers / jitter: the grids (None: the published ones in ebm3d.transforms).
+    outlier_std: std of the added points. n_test: test clouds used (None: all).
+    """
+
+    missing: list[float] | None = check(None, min=0.0, max=0.99)
+    outliers: list[float] | None = check(None, min=0.0, max=10.0)
+    jitter: list[float] | None = check(None, min=0.0, max=10.0)
+    outlier_std: float = check(0.3, min=0.0, max=100.0)
+    n_test: int | None = check(None, min=1)
+
+
+def _default_train() -> TrainConfig:
+    return TrainConfig(
+        steps=300, batch_size=32, log_every=10, ckpt_every=25, sample_every=50,
+        sampler=SamplerConfig(steps=32, step_size=0.01, clamp=[-1.0, 1.0]),
+        chains=ChainConfig(kind="short_run", std=0.3),
+        optim=OptimConfig(lr=5e-4, beta1=0.9, beta2=0.999))
+
+
+@dataclass
+class PointNetExperiment:
+    """One generative PointNet experiment: what ``ebm3d train`` reads when ``model: pointnet``.
+
+    task: 'synthesis' (train on data.classes, then sample, reconstruct, interpolate, evaluate)
+    or 'classification' (one model on all classes, then the linear classifier and robustness).
+    threads: torch threads (1 is fastest on a busy machine).
+    """
+
+    model: str = check("pointnet", choices=["pointnet"])
+    name: str = "pointnet"
+    out_dir: str = "runs"
+    task: str = check("synthesis", choices=["synthesis", "classification"])
+    threads: int | None = check(1, min=1, max=1024)
+    data: PointDataConfig = field(default_factory=PointDataConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
+    train: TrainConfig = field(default_factory=_default_train)
+    synthesis: PointSynthesisConfig = field(default_factory=PointSynthesisConfig)
+    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
+    interpolation: InterpolationConfig = field(default_factory=InterpolationConfig)
+    evaluate: PointEvalConfig = field(default_factory=PointEvalConfig)
+    classify: PointClassifyConfig = field(default_factory=PointClassifyConfig)
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+
+    def validate(self, prefix=""):
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"{prefix}name: {self.name!r} must be a plain folder name")
+        if self.task == "classification" and self.data.normalisation == "category_minmax":
+            raise ConfigError(f"{prefix}data.normalisation: category_minmax uses each shape's class to "
+                              "normalise it, which leaks the label into classification; use sphere")
+        kind = self.train.chains.kind
+        if kind in ("persistent", "replay") and self.train.chains.num_chains < self.train.batch_size:
+            raise ConfigError(f"{prefix}train.chains.num_chains: {self.train.chains.num_chains} is smaller "
+                              f"than train.batch_size {self.train.batch_size}")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+def _merge(base: dict, update: dict) -> dict:
+    """``update`` laid over ``base``, section by section (unknown keys are kept, to be reported)."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def load_pointnet_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> PointNetExperiment:
+    """Read a PointNet experiment YAML (or the defaults when ``path`` is None) with overrides.
+
+    Keys the file leaves out keep this module's defaults, also inside ``train`` (whose defaults
+    here are the PointNet ones: short-run chains from N(0, 0.3^2), clamp to [-1, 1], lr 5e-4),
+    not the engine's generic ones.
+    """
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    tree = apply_overrides(tree, overrides)
+    return from_dict(PointNetExperiment, _merge(to_dict(PointNetExperiment()), tree))
+
+
+def is_pointnet_config(path: str | Path) -> bool:
+    """True when ``path`` is a YAML file whose top level says ``model: pointnet``, or a run folder
+    whose saved ``config.yaml`` does."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.yaml"
+    if not path.is_file() or path.suffix.lower() not in (".yaml", ".yml"):
+        return False
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return False
+    return isinstance(tree, dict) and tree.get("model") == "pointnet"

@@ -1,0 +1,244 @@
+"""Generative PointNet tasks: config, chain settings, synthesis, reconstruction, interpolation,
+a short training run on real chairs, and the command line on the built-in shapes."""
+import json
+import math
+
+import pytest
+import torch
+
+from ebmcore.errors import ConfigError, DataError
+from ebmcore.io import load_tensors
+from ebmcore.paths import data_root
+from ebmcore.sampling import langevin
+
+from ebm3d.data.readers import read_pcd
+from ebm3d.tasks.pointnet_config import is_pointnet_config, load_pointnet_experiment
+from ebm3d.tasks.pointnet_tasks import (
+    chain_settings,
+    interpolate,
+    noise_path,
+    reconstruct,
+    synthesise,
+)
+from ebm3d.tasks.pointnet_train import build_model, load_pointnet_run
+
+PCD = data_root() / "modelnet10-pcd"
+needs_pcd = pytest.mark.skipif(not (PCD / "chair").is_dir(), reason=f"shared modelnet10-pcd not found at {PCD}")
+TINY = ["energy.widths=[8,16]", "energy.mlp=[8]", "energy.sigma_ref=null", "train.sampler.steps=4",
+        "train.sampler.step_size=1.0", "train.sampler.noise_scale=0.01", "data.train_points=32",
+        "data.n_points=64", "threads=1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads make these small ops much slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cfg(tmp_path, *extra):
+    return load_pointnet_experiment(None, [f"out_dir={tmp_path}", "name=t", *TINY, *extra])
+
+
+def _model(cfg, seed=0):
+    torch.manual_seed(seed)
+    return build_model(cfg).eval()
+
+
+def _chairs(n=2, points=32):
+    files = sorted((PCD / "chair" / "test").glob("*.pcd"))[:n]
+    x = torch.from_numpy(__import__("numpy").stack([read_pcd(f) for f in files])).float()[:, :points]
+    x = x - x.mean(1, keepdim=True)
+    return x / x.norm(dim=2).amax(1)[:, None, None]
+
+
+# ------------------------------------------------------------------ config
+
+
+def test_config_keeps_pointnet_defaults_under_partial_train_section(tmp_path):
+    cfg = load_pointnet_experiment(None, ["train.steps=7"])
+    assert cfg.train.steps == 7
+    assert cfg.train.chains.std == 0.3 and cfg.train.chains.kind == "short_run"
+    assert cfg.train.sampler.clamp == [-1.0, 1.0] and cfg.train.optim.lr == 5e-4
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="energy.depth"):
+        load_pointnet_experiment(None, ["energy.depth=3"])
+    with pytest.raises(ConfigError, match="train.sampler.steps"):
+        load_pointnet_experiment(None, ["train.sampler.steps=-1"])
+    with pytest.raises(ConfigError, match="leaks the label"):
+        load_pointnet_experiment(None, ["task=classification", "data.normalisation=category_minmax"])
+    with pytest.raises(ConfigError, match="train_points"):
+        load_pointnet_experiment(None, ["data.n_points=100", "data.train_points=200"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: pointnet\ndata: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_pointnet_experiment(bad)
+
+
+def test_every_shipped_config_loads_and_is_recognised():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    names = ["pointnet_demo", "pointnet_chair_cpu", "pointnet_modelnet10_cpu", "pointnet_paper"]
+    for name in names:
+        path = root / f"{name}.yaml"
+        cfg = load_pointnet_experiment(path)
+        assert cfg.name == name if name != "pointnet_paper" else cfg.name == "pointnet_chair_paper"
+        assert is_pointnet_config(path)
+    assert load_pointnet_experiment(root / "pointnet_paper.yaml").energy.widths == [64, 64, 128, 256, 1024]
+    assert not is_pointnet_config(root / "voxelnet_chair_cpu.yaml")
+    assert not is_pointnet_config(root / "does_not_exist.yaml")
+
+
+# ------------------------------------------------------------------ chains
+
+
+def test_chain_step_scales_with_point_count(tmp_path):
+    cfg = _cfg(tmp_path)
+    base, big = chain_settings(cfg), chain_settings(cfg, n_points=128)  # 4x the 32 training points
+    assert base["step_size"] == 1.0 and math.isclose(big["step_size"], 2.0)
+    # per-point drift step^2 / (2 N) and the noise per step are unchanged
+    assert math.isclose(big["step_size"] ** 2 / 128, base["step_size"] ** 2 / 32)
+    assert math.isclose(big["step_size"] * big["noise"](0, 4), base["step_size"] * base["noise"](0, 4))
+    assert chain_settings(cfg, noise="none")["noise"](0, 4) == 0.0
+
+
+def test_synthesis_is_seeded_finite_and_clamped(tmp_path):
+    cfg = _cfg(tmp_path)
+    model = _model(cfg)
+    a = synthesise(model, cfg, 5, seed=3, batch_size=2)
+    b = synthesise(model, cfg, 5, seed=3, batch_size=2)
+    assert a.shape == (5, 32, 3)
+    torch.testing.assert_close(a, b)
+    assert torch.isfinite(a).all() and a.abs().max() <= 1.0
+    assert not torch.allclose(a, synthesise(model, cfg, 5, seed=4, batch_size=2))
+    assert synthesise(model, cfg, 2, n_points=100, seed=0).shape == (2, 100, 3)
+
+
+@needs_pcd
+def test_reconstruction_lowers_the_error_it_optimises(tmp_path):
+    cfg = _cfg(tmp_path, "reconstruction.iterations=10", "reconstruction.lr=0.08", "reconstruction.batch_size=2")
+    model = _model(cfg)
+    targets = _chairs(3, 32)
+    report, arrays = reconstruct(model, cfg, targets, seed=0)
+    curve = report["curve_x1000"]
+    assert len(curve) == 11 and report["n_examples"] == 3
+    assert report["mse_x1000"] < 0.5 * report["initial_mse_x1000"]
+    assert curve[-1] < curve[0]
+    # the reported error is the chain's output from the optimised z, measured independently
+    kw = chain_settings(cfg, noise="none")
+    again = langevin(model.energy, arrays["z"], **kw)
+    torch.testing.assert_close(again, arrays["reconstruction"])
+    mse = (again - targets).pow(2).mean((1, 2)) * 1000
+    assert math.isclose(float(mse.mean()), report["mse_x1000"], rel_tol=1e-4)
+    # the model's parameters are untouched and trainable again
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+@needs_pcd
+def test_chamfer_reconstruction_lowers_the_chamfer_distance(tmp_path):
+    cfg = _cfg(tmp_path, "reconstruction.iterations=8", "reconstruction.lr=0.08", "reconstruction.loss=chamfer")
+    report, _ = reconstruct(_model(cfg), cfg, _chairs(2, 32), seed=0)
+    assert report["loss"] == "chamfer"
+    assert report["chamfer_x1000"] < 0.7 * report["initial_chamfer_x1000"]
+    assert report["curve_x1000"][-1] == pytest.approx(report["chamfer_x1000"], rel=1e-4)
+
+
+def test_interpolation_ends_are_the_chains_of_the_two_noises(tmp_path):
+    cfg = _cfg(tmp_path, "interpolation.n_pairs=2", "interpolation.n_steps=5")
+    model = _model(cfg)
+    strips = interpolate(model, cfg, seed=1)
+    assert strips.shape == (2, 5, 32, 3) and torch.isfinite(strips).all()
+    g = torch.Generator().manual_seed(1)
+    z0, z1 = (cfg.train.chains.std * torch.randn(1, 32, 3, generator=g)[0] for _ in range(2))
+    kw = chain_settings(cfg, noise="none")
+    ends = langevin(model.energy, torch.stack([z0, z1]), **kw)
+    torch.testing.assert_close(strips[0, 0], ends[0])
+    torch.testing.assert_close(strips[0, -1], ends[1], atol=1e-5, rtol=1e-5)
+    assert (strips[0, 1:] - strips[0, :-1]).abs().amax() > 0  # it moves along the path
+
+
+def test_noise_paths():
+    z0, z1 = torch.randn(50, 3), torch.randn(50, 3)
+    sph, lin = noise_path(z0, z1, 5), noise_path(z0, z1, 5, "linear")
+    torch.testing.assert_close(sph[0], z0)
+    torch.testing.assert_close(sph[-1], z1, atol=1e-6, rtol=0)
+    torch.testing.assert_close(lin[2], (z0 + z1) / 2)
+    big = noise_path(torch.randn(20000), torch.randn(20000), 3)
+    assert abs(float(big[1].std()) - 1.0) < 0.03  # the spherical middle keeps the variance
+    with pytest.raises(ValueError):
+        noise_path(z0, z1, 3, "cubic")
+
+
+# ------------------------------------------------------------------ training
+
+
+@needs_pcd
+def test_short_training_on_real_chairs_lowers_the_objective(tmp_path):
+    from ebm3d.tasks.pointnet_data import load_point_shapes, points
+    from ebm3d.tasks.pointnet_train import train_pointnet
+
+    cfg = _cfg(tmp_path, "data.classes=[chair]", "data.max_per_class=24", "train.steps=30",
+               "train.batch_size=8", "train.log_every=1", "train.progress=false", "train.tensorboard=false",
+               "train.optim.lr=0.003", "train.ckpt_every=10", "train.sample_every=10")
+    ds = load_point_shapes(cfg.data)
+    model, trainer, _ = train_pointnet(cfg, points(ds, "train", ["chair"]))
+    rows = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 30
+    loss = [r["loss"] for r in rows]
+    assert sum(loss[-10:]) / 10 < sum(loss[:5]) / 5
+    s = trainer.last_samples
+    assert s.shape == (8, 32, 3) and torch.isfinite(s).all() and s.abs().max() <= 1.0
+    assert (cfg.run_dir / "samples" / "step_000010.pt").is_file()
+    # the run reloads with its config and weights
+    cfg2, model2 = load_pointnet_run(cfg.run_dir)
+    assert cfg2.energy.widths == [8, 16]
+    x = points(ds, "test", ["chair"])[:2]
+    torch.testing.assert_close(model2.energy(x), model.eval().energy(x))
+
+
+def test_bad_training_input_and_missing_run(tmp_path):
+    from ebm3d.tasks.pointnet_train import train_pointnet
+
+    with pytest.raises(DataError, match=r"\(N, P, 3\)"):
+        train_pointnet(_cfg(tmp_path), torch.zeros(4, 10, 2))
+    with pytest.raises(DataError, match="checkpoint.pt"):
+        load_pointnet_run(tmp_path / "nothing")
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_cli_end_to_end_on_builtin_chairs(tmp_path, capsys):
+    from pathlib import Path
+
+    from ebm3d.cli import main
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "pointnet_demo.yaml"
+    common = [f"out_dir={tmp_path}", "data.n_per_class=10", "data.n_points=64", "data.train_points=32",
+              "train.steps=3", "train.progress=false", "train.sampler.steps=4"]
+    assert main(["train", str(config), *common, "--no-open3d"]) == 0
+    run = tmp_path / "pointnet_demo"
+    report = json.loads((run / "train_report.json").read_text())
+    assert report["steps"] == 3 and report["samples"]["finite"]
+    assert load_tensors(run / "samples.pt")["samples"].shape == (16, 32, 3)
+    assert main(["sample", str(run), "--n", "3", "--points", "64", "--ply", "--no-open3d"]) == 0
+    assert len(list((run / "samples_fresh_ply").glob("*.ply"))) == 3
+    assert main(["reconstruct", str(run), "reconstruction.n_examples=2", "reconstruction.iterations=2",
+                 "--no-open3d"]) == 0
+    rec = json.loads((run / "reconstruction.json").read_text())
+    assert rec["n_examples"] == 2 and rec["mse_x1000"] > 0
+    assert set(load_tensors(run / "reconstruction.pt")) == {"target", "reconstruction", "initial", "z"}
+    assert main(["interpolate", str(run), "interpolation.n_steps=3", "--no-open3d"]) == 0
+    assert load_tensors(run / "interpolation.pt")["strips"].shape == (3, 3, 32, 3)
+    assert main(["evaluate", str(run), "evaluate.n_ref=2", "evaluate.emd_points=16"]) == 0
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert set(ev["rows"]) == {"model", "oracle", "gaussian"}
+    assert {"MMD-CD", "COV-EMD", "1-NNA-EMD", "JSD"} <= set(ev["rows"]["model"])
+    capsys.readouterr()
+    assert main(["reconstruct", str(tmp_path / "missing_run")]) == 2
+    assert "no checkpoint.pt" in capsys.readouterr().err
