@@ -43,15 +43,17 @@ from ebmcore.errors import ConfigError
 
 #: The published energy network (REFERENCE.md section 3).
 PAPER = dict(widths=[64, 64, 128, 256, 1024], mlp=[512, 256, 128, 64], sigma_ref=0.3, norm="layer")
-#: A CPU default: the same structure, about 30x fewer multiply-adds per point.
-CPU_DEFAULT = dict(widths=[32, 64, 128], mlp=[64, 32], sigma_ref=0.3, norm="layer")
+#: The CPU default of configs/pointnet_*_cpu.yaml: the same structure, about 30x fewer
+#: multiply-adds per point, and no reference term (those configs sample with a large step, under
+#: which the reference term alone would shrink every sample; see docs/ebm3d_pointnet.md).
+CPU_DEFAULT = dict(widths=[32, 64, 128], mlp=[64, 32], sigma_ref=None, norm="layer")
 
 NORMS = ("layer", "none")
 
 
 @dataclass
 class PointNetSpec:
-    """Architecture of the point energy.
+    """Architecture of the point energy (defaults: the published network).
 
     widths: output channels of the per-point 1x1 convolutions (each followed by the point
         normalisation and ReLU).
@@ -62,8 +64,8 @@ class PointNetSpec:
     eps: added to the variance in the normalisation.
     """
 
-    widths: list[int] = field(default_factory=lambda: list(CPU_DEFAULT["widths"]))
-    mlp: list[int] = field(default_factory=lambda: list(CPU_DEFAULT["mlp"]))
+    widths: list[int] = field(default_factory=lambda: list(PAPER["widths"]))
+    mlp: list[int] = field(default_factory=lambda: list(PAPER["mlp"]))
     sigma_ref: float | None = 0.3
     norm: str = "layer"
     eps: float = 1e-5

@@ -1,5 +1,6 @@
 """Experiment configs of the generative PointNet: typed dataclasses read from YAML.
 
+The defaults are the published settings; the CPU configs under ``configs/`` override them.
 A file is a PointNet experiment when its top level says ``model: pointnet`` (that is how
 ``ebm3d train CONFIG`` tells it from a VoxelNet config). The energy network's settings are under
 ``energy:``, the engine's :class:`ebmcore.learning.TrainConfig` under ``train:``, and each task
@@ -18,7 +19,7 @@ from ebmcore.errors import ConfigError
 from ebmcore.learning import ChainConfig, OptimConfig, SamplerConfig, TrainConfig
 
 from ebm3d.data.points import NORMALISATIONS
-from ebm3d.models.pointnet import CPU_DEFAULT, NORMS, PointNetSpec
+from ebm3d.models.pointnet import NORMS, PAPER, PointNetSpec
 
 POINT_SOURCES = ["modelnet", "furniture"]
 
@@ -68,10 +69,11 @@ class PointDataConfig:
 
 @dataclass
 class EnergyConfig:
-    """The energy network (see :class:`ebm3d.models.pointnet.PointNetSpec`)."""
+    """The energy network (see :class:`ebm3d.models.pointnet.PointNetSpec`); defaults: the
+    published one."""
 
-    widths: list[int] = check(default_factory=lambda: list(CPU_DEFAULT["widths"]), min=1, max=65536)
-    mlp: list[int] = check(default_factory=lambda: list(CPU_DEFAULT["mlp"]), min=1, max=65536)
+    widths: list[int] = check(default_factory=lambda: list(PAPER["widths"]), min=1, max=65536)
+    mlp: list[int] = check(default_factory=lambda: list(PAPER["mlp"]), min=1, max=65536)
     sigma_ref: float | None = check(0.3, min=1e-6, max=1e6)
     norm: str = check("layer", choices=list(NORMS))
 
@@ -199,9 +201,10 @@ class RobustnessConfig:
 
 
 def _default_train() -> TrainConfig:
+    """The published training settings (REFERENCE.md section 3)."""
     return TrainConfig(
-        steps=300, batch_size=32, log_every=10, ckpt_every=25, sample_every=50,
-        sampler=SamplerConfig(steps=32, step_size=0.01, clamp=[-1.0, 1.0]),
+        steps=2000, batch_size=128, log_every=10, ckpt_every=50, sample_every=50,
+        sampler=SamplerConfig(steps=64, step_size=0.01, clamp=[-1.0, 1.0]),
         chains=ChainConfig(kind="short_run", std=0.3),
         optim=OptimConfig(lr=5e-4, beta1=0.9, beta2=0.999))
 

@@ -13,6 +13,7 @@ All three run the short-run chain the model was trained with, ``x = M_theta(z)``
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from pathlib import Path
@@ -72,18 +73,17 @@ def synthesise(model: GenerativePointNet, cfg: PointNetExperiment, n: int, *, n_
     return torch.cat(out)
 
 
+@contextlib.contextmanager
 def _frozen(model: torch.nn.Module):
-    """Context: the model's parameters need no gradient (only the chain's start is optimised)."""
-    class _Ctx:
-        def __enter__(self):
-            self.flags = [p.requires_grad for p in model.parameters()]
-            for p in model.parameters():
-                p.requires_grad_(False)
-
-        def __exit__(self, *exc):
-            for p, f in zip(model.parameters(), self.flags):
-                p.requires_grad_(f)
-    return _Ctx()
+    """The model's parameters need no gradient inside (only the chain's start is optimised)."""
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
 
 
 def reconstruction_error(x: torch.Tensor, target: torch.Tensor, loss: str = "mse") -> torch.Tensor:
