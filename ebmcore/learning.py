@@ -148,7 +148,9 @@ class Trainer:
     examples under ``"x"`` and conditioning tensors under other keys (all with N rows;
     the model receives them as ``cond``, a dict). ``run_dir`` receives ``config.yaml``,
     ``checkpoint.pt``, ``metrics.csv``/``.jsonl``, ``tb/`` and ``curves.png``.
-    ``callbacks`` are called as ``cb(trainer, step, metrics)`` after every step.
+    ``callbacks`` are called as ``cb(trainer, step, metrics)`` after every step. Every
+    ``sample_every`` steps the batch's synthesised samples go to ``samples/stepNNNNNN.pt``
+    (key ``samples``); domain code adds pictures of them through a callback.
     """
 
     def __init__(self, model: nn.Module, data, cfg: TrainConfig, run_dir: str | Path, *,
@@ -323,6 +325,9 @@ class Trainer:
                     bar.set_postfix(loss=f"{metrics['loss']:.3g}")
                     if logger:
                         logger.log(self.step, metrics)
+                if self.rank == 0 and (self.step % cfg.sample_every == 0 or self.step == cfg.steps):
+                    save_tensors({"samples": self.last_samples, "step": self.step},
+                                 self.run_dir / "samples" / f"step{self.step:06d}.pt")
                 for cb in self.callbacks:
                     cb(self, self.step, metrics)
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
