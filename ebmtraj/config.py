@@ -1,0 +1,105 @@
+"""The experiment config of EBM-IOC runs (YAML in ``configs/ioc_*.yaml``).
+
+Sections: ``data`` (which prepared dataset and how much of it), ``inputs`` (how scenes become
+the cost's tensors, :class:`ebmtraj.cost_inputs.InputConfig`), ``model`` (the cost,
+:class:`ebmtraj.ioc.ModelConfig`), ``pretrain`` (exact maximum likelihood of the neural term),
+``train`` (analysis by synthesis, :class:`ebmcore.learning.TrainConfig`), ``predict``
+(:class:`ebmtraj.ioc.PredictConfig`), ``evaluate`` and ``lstm`` (the learned baseline). Load with
+:func:`load` (YAML + ``key.sub=value`` overrides; unknown keys and absurd values raise
+:class:`ebmcore.errors.ConfigError` naming the key).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ebmcore.config import check, load_config
+from ebmcore.errors import ConfigError
+from ebmcore.learning import TrainConfig
+from ebmcore.paths import cache_root
+
+from .cost_inputs import InputConfig
+from .ioc import ModelConfig, PredictConfig
+
+DATASETS = ("us101-vehicles", "commonroad", "synthetic", "i80-first-minute", "raw")
+
+
+@dataclass
+class DataConfig:
+    """Which prepared scene cache to use (``python -m data_prep.ngsim prepare <dataset>``)."""
+
+    dataset: str = check("us101-vehicles", choices=list(DATASETS))
+    cache: str | None = None                      # folder; default cache_root()/ebmtraj/<dataset>
+    max_train: int | None = check(None, min=1)    # subsample training windows (seeded)
+    val_rows: int = check(512, min=1)             # validation windows used for model selection
+    max_test: int | None = check(None, min=1)     # subsample test scenes (None: all)
+    prepare_limit: int | None = check(None, min=1)  # `ebmtraj prepare`: first N vehicles/scenarios
+    # per-vehicle US-101 only: virtual leaders from the CSVs' recorded Space_Headway (the
+    # readers drop it), because most leaders are not among the 370 recorded vehicles
+    headway_leads: bool = False
+    headway_folder: str | None = None             # default data_root()/ngsim-us101-vehicles
+
+    def root(self) -> Path:
+        return Path(self.cache) if self.cache else cache_root() / "ebmtraj" / self.dataset
+
+
+@dataclass
+class PretrainConfig:
+    """Exact maximum likelihood of the neural term's translation-invariant factor."""
+
+    steps: int = check(3000, min=0, max=1_000_000)
+    batch_size: int = check(256, min=1)
+    lr: float = check(3e-3, min=0.0, max=1.0)
+    early_stop: bool = True                       # keep the best state on validation RMSE
+    eval_every: int = check(250, min=1)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation and model selection."""
+
+    eval_every: int = check(50, min=1)            # validation RMSE every N training steps
+    multi_agent: bool = True                      # also compare joint vs independent sampling
+    min_agents: int = check(2, min=2)             # scenes with at least this many agents
+
+
+@dataclass
+class LSTMConfig:
+    """The LSTM encoder-decoder baseline (:mod:`ebmtraj.lstm`)."""
+
+    hidden: int = check(64, min=4, max=4096)
+    steps: int = check(3000, min=0, max=1_000_000)
+    batch_size: int = check(128, min=1)
+    lr: float = check(1e-3, min=0.0, max=1.0)
+    eval_every: int = check(250, min=1)
+
+
+@dataclass
+class IOCConfig:
+    """One EBM-IOC experiment."""
+
+    name: str = "ioc"
+    seed: int = 0
+    runs: str = "runs"                            # runs/<name>/ receives everything
+    data: DataConfig = field(default_factory=DataConfig)
+    inputs: InputConfig = field(default_factory=InputConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+    lstm: LSTMConfig = field(default_factory=LSTMConfig)
+
+    def validate(self, prefix=""):
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"{prefix}name must be a plain folder name, got {self.name!r}")
+        if abs(self.model.dt - 0.1) > 1e-9:
+            raise ConfigError(f"{prefix}model.dt must be 0.1 s (the scenes' rate), got {self.model.dt}")
+
+    def run_dir(self) -> Path:
+        return Path(self.runs) / self.name
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> IOCConfig:
+    """Read an experiment config (YAML) with ``key.sub=value`` overrides."""
+    return load_config(IOCConfig, path, overrides)

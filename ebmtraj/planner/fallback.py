@@ -1,0 +1,78 @@
+"""Simple policies the planner falls back to, visibly, when the learned cost cannot be trusted.
+
+* constant velocity: acceleration and steering released to zero over the first step, then
+  straight ahead at the reached speed (rolled out through the same kinematic bicycle);
+* lane keeping: along the nearest lane's centre line at the current speed, the lateral offset
+  decaying with time constant ``tau``; controls recovered in closed form from the states.
+"""
+from __future__ import annotations
+
+import numpy as np
+import shapely
+import torch
+
+from ..dynamics import BicycleParams, KinematicBicycle
+from .inputs import LaneSet
+from .types import AgentState
+
+
+def constant_velocity(state: AgentState, steps: int, dt: float = 0.1, wheelbase: float = 2.7):
+    """-> (states (T, 6), controls (T, 2)) in the world frame."""
+    model = KinematicBicycle(BicycleParams(dt=dt, wheelbase=wheelbase))
+    x0 = torch.as_tensor(state.vector(), dtype=torch.float64)
+    a_lat, d_lat = model.latent(x0)[1:]
+    u = torch.zeros(steps, 2, dtype=torch.float64)
+    u[0, 0], u[0, 1] = -a_lat, -d_lat
+    states = model.rollout(x0, u)
+    return states.numpy(), u.numpy()
+
+
+def _point_on(line, s: np.ndarray) -> np.ndarray:
+    """Points (n, 2) at arc lengths s along ``line``, extrapolated straight past either end."""
+    length = line.length
+    inside = shapely.get_coordinates(shapely.line_interpolate_point(line, np.clip(s, 0, length)))
+    coords = shapely.get_coordinates(line)
+    d_end = coords[-1] - coords[-2]
+    d_start = coords[1] - coords[0]
+    d_end, d_start = d_end / np.hypot(*d_end), d_start / np.hypot(*d_start)
+    out = inside.copy()
+    after, before = s > length, s < 0
+    out[after] += (s[after] - length)[:, None] * d_end
+    out[before] += s[before][:, None] * d_start
+    return out
+
+
+def lane_keeping(state: AgentState, lanes: LaneSet, steps: int, dt: float = 0.1,
+                 wheelbase: float = 2.7, tau: float = 1.0):
+    """-> (states (T, 6), controls (T, 2)) following the nearest lane; None without lanes."""
+    if len(lanes) == 0:
+        return None
+    p = np.array([[state.x, state.y]])
+    j = int(np.argmin(lanes.distances(p)[0]))
+    line = lanes.lines[j]
+    pt = shapely.points(state.x, state.y)
+    s0 = float(shapely.line_locate_point(line, pt))
+    c0 = _point_on(line, np.array([s0]))[0]
+    t0 = _point_on(line, np.array([s0 + 0.5]))[0] - _point_on(line, np.array([s0 - 0.5]))[0]
+    t0 /= np.hypot(*t0)
+    r = p[0] - c0
+    d0 = float(t0[0] * r[1] - t0[1] * r[0])          # signed offset, + left of travel
+    t = np.arange(0, steps + 1) * dt
+    s = s0 + state.speed * t
+    centre = _point_on(line, s)
+    ahead = _point_on(line, s + 0.5) - _point_on(line, s - 0.5)
+    ahead /= np.linalg.norm(ahead, axis=1, keepdims=True)
+    normal = np.stack([-ahead[:, 1], ahead[:, 0]], 1)
+    xy = centre + (d0 * np.exp(-t / tau))[:, None] * normal
+    xy[0] = p[0]
+    step = np.diff(xy, axis=0)
+    heading = np.unwrap(np.concatenate([[state.heading], np.arctan2(step[:, 1], step[:, 0])]))
+    heading[1:] = 0.5 * (heading[:-1] + heading[1:])
+    heading = heading[1:]
+    curv = np.gradient(heading, dt) / max(state.speed, 0.5)
+    steer = np.clip(np.arctan(wheelbase * curv), -0.4, 0.4)
+    states = np.zeros((steps, 6))
+    states[:, :2], states[:, 2], states[:, 3], states[:, 5] = xy[1:], state.speed, heading, steer
+    model = KinematicBicycle(BicycleParams(dt=dt, wheelbase=wheelbase))
+    u = model.controls_from_states(torch.as_tensor(state.vector()), torch.as_tensor(states))
+    return states, u.numpy()

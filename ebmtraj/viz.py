@@ -1,0 +1,79 @@
+"""Scene pictures: lanes, history, ground truth, K predicted samples and the minimum-cost path.
+
+:func:`render_scene` draws one scene in the recording frame with matplotlib (Agg, headless) and
+writes a PNG; ``ebmtraj view`` calls it. Coordinates are metres; the view is cropped around the
+target agent's history and futures, with equal axes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def render_scene(path: str | Path, *, lanes=None, history=None, future=None, samples=None,
+                 min_cost=None, others=None, others_future=None, title: str = "",
+                 extra: dict | None = None, dpi: int = 120) -> Path:
+    """Write a PNG of one scene.
+
+    lanes: a :class:`~ebmtraj.data.lanes.LaneMap` (or None); history (H,2), future (T,2): the
+    target's observed positions; samples (K,T,2): predicted samples; min_cost (T,2): the
+    minimum-cost prediction; others (M,H,2) / others_future (M,T,2): the neighbours' history and
+    observed futures; extra: {label: (T,2)} more predictions (baselines). All in metres.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    pts = [np.asarray(a).reshape(-1, 2) for a in (history, future, samples, min_cost) if a is not None]
+    if not pts:
+        raise ValueError("render_scene needs at least one trajectory to frame the view")
+    allp = np.concatenate(pts)
+    lo, hi = allp.min(0) - 15.0, allp.max(0) + 15.0
+    if lanes is not None:
+        for lane in lanes.lanes:
+            c = np.asarray(lane.centre.coords)
+            ax.plot(c[:, 0], c[:, 1], color="0.75", lw=0.8, ls="--", zorder=1)
+            for side in (lane.left, lane.right):
+                if side is not None:
+                    b = np.asarray(side.coords)
+                    ax.plot(b[:, 0], b[:, 1], color="0.45", lw=0.8, zorder=1)
+    if others is not None:
+        for k, h in enumerate(np.asarray(others)):
+            ax.plot(h[:, 0], h[:, 1], color="tab:gray", lw=2, zorder=2, label="neighbours" if k == 0 else None)
+            if others_future is not None:
+                f = np.asarray(others_future)[k]
+                ax.plot(f[:, 0], f[:, 1], color="tab:gray", lw=1, ls=":", zorder=2)
+    if samples is not None:
+        for k, s in enumerate(np.asarray(samples)):
+            ax.plot(s[:, 0], s[:, 1], color="tab:orange", lw=0.9, alpha=0.7, zorder=3,
+                    label=f"samples (K={len(samples)})" if k == 0 else None)
+    for label, p in (extra or {}).items():
+        p = np.asarray(p)
+        ax.plot(p[:, 0], p[:, 1], lw=1.2, ls="-.", zorder=4, label=label)
+    if min_cost is not None:
+        m = np.asarray(min_cost)
+        ax.plot(m[:, 0], m[:, 1], color="tab:red", lw=2.2, zorder=5, label="minimum cost")
+    if history is not None:
+        h = np.asarray(history)
+        ax.plot(h[:, 0], h[:, 1], color="tab:blue", lw=3, zorder=6, label="history")
+        ax.scatter(h[-1:, 0], h[-1:, 1], color="tab:blue", s=25, zorder=7)
+    if future is not None:
+        f = np.asarray(future)
+        ax.plot(f[:, 0], f[:, 1], color="tab:green", lw=2.2, zorder=5, label="ground truth")
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("x [m]")
+    ax.set_ylabel("y [m]")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
