@@ -60,7 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+PLANNER_COMMANDS = {"evaluate-closed-loop": "closed_loop", "plan-commonroad": "commonroad_planning"}
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PLANNER_COMMANDS:  # planner evaluations take a checkpoint, not a config
+        import importlib
+
+        module = importlib.import_module(f"ebmtraj.{PLANNER_COMMANDS[argv[0]]}")
+        entry = module.closed_loop_main if argv[0] == "evaluate-closed-loop" else module.commonroad_main
+        return entry(argv[1:])
     args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     try:
