@@ -268,6 +268,30 @@ def minimise(energy_fn, z0: torch.Tensor, steps: int, lr: float, groups: torch.T
     return best
 
 
+def _straight_jacobian(model: IOCEnergy, v_ref: float) -> torch.Tensor:
+    """d positions / d z (T,2,T,2) of a straight drive at ``v_ref`` from the nominal, float64.
+
+    Cached on the model, keyed by the control basis (the only buffer it depends on)."""
+    T = model.cost.steps
+    mix = model.param.mix
+    key = (v_ref, mix.data_ptr(), mix._version, model.cost.dt, model.wheelbase)
+    cache = model.__dict__.setdefault("_jacobian_cache", {})
+    if key not in cache:
+        x_ref = torch.zeros(1, 6, dtype=torch.float64)
+        x_ref[0, 2] = v_ref
+        param = ControlParam(tuple(model.param.scale.tolist()), model.param.basis, T).double()
+        param.mix.copy_(mix.double())
+
+        def pos(z):
+            u = param.controls(z.view(1, T, 2), x_ref)
+            return rollout(x_ref, u, model.cost.dt, model.wheelbase)[0, :, :2]
+
+        cache.clear()
+        cache[key] = torch.autograd.functional.jacobian(
+            pos, torch.zeros(1, T, 2, dtype=torch.float64)).view(T, 2, T, 2)
+    return cache[key]
+
+
 def reference_start(model: IOCEnergy, cond: dict, v_ref: float = 20.0) -> torch.Tensor:
     """Controls z (B,T,2) whose linearised rollout best follows the neural term's references.
 
@@ -280,18 +304,7 @@ def reference_start(model: IOCEnergy, cond: dict, v_ref: float = 20.0) -> torch.
     """
     T = model.cost.steps
     dtype = cond["x0"].dtype
-    x_ref = torch.zeros(1, 6, dtype=torch.float64)
-    x_ref[0, 2] = v_ref
-
-    def pos(z):
-        return model.rollout(z.view(1, T, 2), {"x0": x_ref})[0][0, :, :2]
-
-    model_dtype = next(model.buffers()).dtype
-    model.double()
-    try:
-        J = torch.autograd.functional.jacobian(pos, torch.zeros(1, T, 2, dtype=torch.float64)).view(T, 2, T, 2)
-    finally:
-        model.to(model_dtype)
+    J = _straight_jacobian(model, v_ref)
     with torch.no_grad():
         ref, log_sigma = model.cost.neural.encode(cond)
         prec = torch.exp(-2 * log_sigma.double()).expand(ref.shape[0], T, 2)        # (B,T,2)

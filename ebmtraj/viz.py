@@ -1,8 +1,10 @@
 """Scene pictures: lanes, history, ground truth, K predicted samples and the minimum-cost path.
 
-:func:`render_scene` draws one scene in the recording frame with matplotlib (Agg, headless) and
-writes a PNG; ``ebmtraj view`` calls it. Coordinates are metres; the view is cropped around the
-target agent's history and futures, with equal axes.
+:func:`render_scene` draws one scene with matplotlib (Agg, headless) and writes a PNG;
+``ebmtraj view`` calls it. Inputs are in the recording frame (metres); by default the picture is
+drawn in the target's frame (origin at its last history position, x along its direction of
+travel then), so a highway runs left to right. The view is cropped around the target's history
+and futures, with equal axes.
 """
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ import numpy as np
 
 def render_scene(path: str | Path, *, lanes=None, history=None, future=None, samples=None,
                  min_cost=None, others=None, others_future=None, title: str = "",
-                 extra: dict | None = None, dpi: int = 120) -> Path:
+                 extra: dict | None = None, agent_frame: bool = True, dpi: int = 120) -> Path:
     """Write a PNG of one scene.
 
     lanes: a :class:`~ebmtraj.data.lanes.LaneMap` (or None); history (H,2), future (T,2): the
     target's observed positions; samples (K,T,2): predicted samples; min_cost (T,2): the
     minimum-cost prediction; others (M,H,2) / others_future (M,T,2): the neighbours' history and
-    observed futures; extra: {label: (T,2)} more predictions (baselines). All in metres.
+    observed futures; extra: {label: (T,2)} more predictions (baselines). All in metres, in the
+    recording frame; ``agent_frame`` draws them in the target's frame (needs ``history``).
     """
     import matplotlib
 
@@ -27,19 +30,28 @@ def render_scene(path: str | Path, *, lanes=None, history=None, future=None, sam
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    pts = [np.asarray(a).reshape(-1, 2) for a in (history, future, samples, min_cost) if a is not None]
+    pts = [np.asarray(a, dtype=float).reshape(-1, 2) for a in (history, future, samples, min_cost)
+           if a is not None]
     if not pts:
         raise ValueError("render_scene needs at least one trajectory to frame the view")
-    allp = np.concatenate(pts)
-    lo, hi = allp.min(0) - 15.0, allp.max(0) + 15.0
+    move = _agent_frame(history) if agent_frame and history is not None and len(history) >= 2 else \
+        (lambda a: None if a is None else np.asarray(a, dtype=float))
+    history, future, samples, min_cost = map(move, (history, future, samples, min_cost))
+    others, others_future = move(others), move(others_future)
+    extra = {k: move(v) for k, v in (extra or {}).items()}
+    allp = np.concatenate([move(p) for p in pts])
+    lo, hi = allp.min(0) - 10.0, allp.max(0) + 10.0
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    half = np.maximum(half, half[::-1] * np.array([10 / 4.5, 4.5 / 10]))    # the figure's aspect
+    lo, hi = centre - half, centre + half
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     if lanes is not None:
         for lane in lanes.lanes:
-            c = np.asarray(lane.centre.coords)
+            c = move(np.asarray(lane.centre.coords))
             ax.plot(c[:, 0], c[:, 1], color="0.75", lw=0.8, ls="--", zorder=1)
             for side in (lane.left, lane.right):
                 if side is not None:
-                    b = np.asarray(side.coords)
+                    b = move(np.asarray(side.coords))
                     ax.plot(b[:, 0], b[:, 1], color="0.45", lw=0.8, zorder=1)
     if others is not None:
         for k, h in enumerate(np.asarray(others)):
@@ -52,7 +64,6 @@ def render_scene(path: str | Path, *, lanes=None, history=None, future=None, sam
             ax.plot(s[:, 0], s[:, 1], color="tab:orange", lw=0.9, alpha=0.7, zorder=3,
                     label=f"samples (K={len(samples)})" if k == 0 else None)
     for label, p in (extra or {}).items():
-        p = np.asarray(p)
         ax.plot(p[:, 0], p[:, 1], lw=1.2, ls="-.", zorder=4, label=label)
     if min_cost is not None:
         m = np.asarray(min_cost)
@@ -66,9 +77,9 @@ def render_scene(path: str | Path, *, lanes=None, history=None, future=None, sam
         ax.plot(f[:, 0], f[:, 1], color="tab:green", lw=2.2, zorder=5, label="ground truth")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel("x [m]")
-    ax.set_ylabel("y [m]")
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("along travel [m]" if agent_frame else "x [m]")
+    ax.set_ylabel("lateral [m]" if agent_frame else "y [m]")
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(loc="best", fontsize=7)
@@ -77,3 +88,20 @@ def render_scene(path: str | Path, *, lanes=None, history=None, future=None, sam
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def _agent_frame(history):
+    """A map of (..., 2) points into the frame of the history's last point and direction."""
+    h = np.asarray(history, dtype=float)
+    d = h[-1] - h[-2] if np.linalg.norm(h[-1] - h[-2]) > 1e-3 else h[-1] - h[0]
+    ang = np.arctan2(d[1], d[0]) if np.linalg.norm(d) > 1e-6 else 0.0
+    c, s = np.cos(ang), np.sin(ang)
+    rot = np.array([[c, s], [-s, c]])
+
+    def move(a):
+        if a is None:
+            return None
+        a = np.asarray(a, dtype=float)
+        return (a - h[-1]) @ rot.T
+
+    return move
