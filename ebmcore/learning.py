@@ -61,6 +61,7 @@ class ChainConfig:
     mean: float = 0.0
     num_chains: int = check(100, min=1, max=10_000_000)
     reinit_prob: float = check(0.05, min=0.0, max=1.0)
+    per_batch: int | None = check(None, min=1, max=10_000_000)  # chains synthesised per minibatch (None: batch_size)
 
 
 @dataclass
@@ -72,6 +73,11 @@ class OptimConfig:
     weight_decay: float = check(0.0, min=0.0, max=1.0)
     grad_clip: float | None = check(None, min=0.0)
     energy_reg: float = check(0.0, min=0.0, max=1e3)
+    # minibatches whose gradients are averaged into one optimiser step; 0 = one step per pass over
+    # the data (the generative VoxelNet's official bookkeeping)
+    accumulate: int = check(1, min=0, max=1_000_000)
+    lr_step_every: int | None = check(None, min=1)  # StepLR: multiply lr by lr_gamma every this many steps
+    lr_gamma: float = check(1.0, min=0.0, max=1.0)
 
 
 @dataclass
@@ -101,10 +107,41 @@ class TrainConfig:
     guard: GuardConfig = field(default_factory=GuardConfig)
 
 
+def sampler_kwargs(cfg: SamplerConfig, *, step: int = 0, step_size: float | None = None,
+                   generator: torch.Generator | None = None) -> dict:
+    """Keyword arguments of :func:`ebmcore.sampling.sample` for ``cfg`` at training step ``step``
+    (the noise is off from ``noise_off_after`` on; ``step_size`` overrides the configured one)."""
+    noise = cfg.noise
+    if cfg.noise_off_after is not None and step >= cfg.noise_off_after:
+        noise = "none"
+    kwargs = dict(method=cfg.method, steps=cfg.steps, step_size=cfg.step_size if step_size is None else step_size,
+                  clamp=cfg.clamp, generator=generator, noise=scaled_schedule(noise, cfg.noise_scale))
+    if cfg.method == "hmc":
+        kwargs.update(leapfrog_steps=cfg.leapfrog_steps, metropolis=cfg.metropolis)
+    return kwargs
+
+
+def sampler_from_config(cfg: SamplerConfig, **kwargs) -> Callable[..., torch.Tensor]:
+    """``run(energy_fn, x0, **extra) -> samples``: the configured sampler (see :func:`sampler_kwargs`
+    for ``kwargs``); ``extra`` adds or replaces sampler arguments (``mask``, ``observed``, ...)."""
+    base = sampler_kwargs(cfg, **kwargs)
+
+    def run(energy_fn, x0, **extra):
+        return sample(energy_fn, x0, **{**base, **extra})
+    return run
+
+
 def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
     if cfg.name == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.beta1, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig):
+    """StepLR when ``lr_step_every`` is set (stepped once per optimiser step), else None."""
+    if cfg.lr_step_every is None:
+        return None
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step_every, gamma=cfg.lr_gamma)
 
 
 def contrastive_loss(e_obs: torch.Tensor, e_syn: torch.Tensor, energy_reg: float = 0.0) -> torch.Tensor:
@@ -148,13 +185,20 @@ class Trainer:
     examples under ``"x"`` and conditioning tensors under other keys (all with N rows;
     the model receives them as ``cond``, a dict). ``run_dir`` receives ``config.yaml``,
     ``checkpoint.pt``, ``metrics.csv``/``.jsonl``, ``tb/`` and ``curves.png``.
-    ``callbacks`` are called as ``cb(trainer, step, metrics)`` after every step. Every
+    ``callbacks`` are called as ``cb(trainer, step, metrics)`` after every step.
+    ``chains`` replaces the configured chain initialiser (any object with ``init(n, data,
+    generator)``, ``update(samples)``, ``state_dict()`` and ``load_state_dict()``, as in
+    :mod:`ebmcore.chains`). ``transform(batch, index) -> batch`` is applied to every minibatch
+    (data augmentation); it must be a pure function of the batch and the minibatch index so
+    that a resumed run sees the same data. With ``optim.accumulate`` = m > 1 (0: one pass over
+    the data) one step averages the gradients of m minibatches before the optimiser steps. Every
     ``sample_every`` steps the batch's synthesised samples go to ``samples/stepNNNNNN.pt``
     (key ``samples``); domain code adds pictures of them through a callback.
     """
 
     def __init__(self, model: nn.Module, data, cfg: TrainConfig, run_dir: str | Path, *,
-                 resume: bool = True, callbacks: list[Callable] | None = None, full_config=None):
+                 resume: bool = True, callbacks: list[Callable] | None = None, full_config=None,
+                 chains=None, transform: Callable | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.rank, self.world = dist_utils.init_from_env(cfg.device)
         if cfg.batch_size % self.world:
@@ -165,10 +209,15 @@ class Trainer:
         if self.world > 1:
             self.net = nn.parallel.DistributedDataParallel(self.model)
         self.data = _as_data(data)
+        self.transform = transform
         self.optimizer = make_optimizer(self.model.parameters(), cfg.optim)
-        self.chains = make_chains(cfg.chains.kind, self.data["x"].shape[1:], std=cfg.chains.std,
-                                  mean=cfg.chains.mean, num_chains=cfg.chains.num_chains,
-                                  reinit_prob=cfg.chains.reinit_prob)
+        self.scheduler = make_scheduler(self.optimizer, cfg.optim)
+        c = cfg.chains
+        self.chains = chains if chains is not None else make_chains(
+            c.kind, self.data["x"].shape[1:], std=c.std, mean=c.mean, num_chains=c.num_chains,
+            reinit_prob=c.reinit_prob)
+        n = self.data["x"].shape[0]
+        self.micro_batches = cfg.optim.accumulate or max(1, math.ceil(n / cfg.batch_size))
         torch.manual_seed(cfg.seed + self.rank)
         self.generator = torch.Generator().manual_seed(cfg.seed + 7919 * (self.rank + 1))
         self.step_size = cfg.sampler.step_size
@@ -198,25 +247,23 @@ class Trainer:
         part = b // self.world
         return torch.tensor(idx[self.rank * part: (self.rank + 1) * part])
 
-    def batch(self, step: int) -> dict[str, torch.Tensor]:
-        idx = self.batch_indices(step)
-        return {k: v[idx].to(self.device) for k, v in self.data.items()}
+    def batch(self, index: int) -> dict[str, torch.Tensor]:
+        """Minibatch number ``index`` (``step * micro_batches + k``), after ``transform``."""
+        idx = self.batch_indices(index)
+        out = {k: v[idx].to(self.device) for k, v in self.data.items()}
+        return self.transform(out, index) if self.transform is not None else out
 
     def sampler_kwargs(self) -> dict:
-        s = self.cfg.sampler
-        noise = s.noise
-        if s.noise_off_after is not None and self.step >= s.noise_off_after:
-            noise = "none"
-        kwargs = dict(method=s.method, steps=s.steps, step_size=self.step_size, clamp=s.clamp,
-                      generator=self.generator, noise=scaled_schedule(noise, s.noise_scale))
-        if s.method == "hmc":
-            kwargs.update(leapfrog_steps=s.leapfrog_steps, metropolis=s.metropolis)
-        return kwargs
+        return sampler_kwargs(self.cfg.sampler, step=self.step, step_size=self.step_size, generator=self.generator)
 
     def synthesise(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Start this batch's chains and run the sampler on the current energy."""
+        """Start this batch's chains (``chains.per_batch`` of them, default one per example) and
+        run the sampler on the current energy."""
         cond = {k: v for k, v in batch.items() if k != "x"} or None
-        x0 = self.chains.init(batch["x"].shape[0], batch["x"], self.generator).to(self.device)
+        n = self.cfg.chains.per_batch or batch["x"].shape[0]
+        if cond is not None and n != batch["x"].shape[0]:
+            raise ConfigError("chains.per_batch must equal the batch size for conditional models")
+        x0 = self.chains.init(n, batch["x"], self.generator).to(self.device)
         x_syn = sample(lambda x: self.model.energy(x, cond), x0, **self.sampler_kwargs())
         return x_syn.detach()
 
@@ -228,40 +275,54 @@ class Trainer:
         return bool(e_obs.abs().max() < g.max_energy and e_syn.abs().max() < g.max_energy
                     and x_syn.abs().max() < g.max_sample_abs)
 
-    def train_step(self) -> dict | None:
-        """One analysis-by-synthesis update; returns its metrics, or None if the guard
-        rejected it (state restored, step size shrunk)."""
-        batch = self.batch(self.step)
+    def _micro_step(self, index: int) -> tuple[dict, torch.Tensor] | str:
+        """Synthesis and analysis on minibatch ``index``; accumulates ``1/micro_batches`` of its
+        gradient. Returns (metrics, x_syn), or the reason the guard rejects it."""
+        batch = self.batch(index)
         x_obs = batch["x"]
         cond = {k: v for k, v in batch.items() if k != "x"} or None
-        self.model.train()
         x_syn = self.synthesise(batch)
         both_cond = None if cond is None else {k: torch.cat([v, v]) for k, v in cond.items()}
         energies = self.net(torch.cat([x_obs, x_syn.to(x_obs.dtype)]), both_cond)
         e_obs, e_syn = energies[: len(x_obs)], energies[len(x_obs):]
         loss = contrastive_loss(e_obs, e_syn, self.cfg.optim.energy_reg)
-        guard = self.cfg.guard.enabled
-        ok = self._healthy(e_obs, e_syn, x_syn) if guard else True
+        ok = self._healthy(e_obs, e_syn, x_syn) if self.cfg.guard.enabled else True
         if not dist_utils.all_ok(ok):
-            return self._recover("non-finite or exploding energies or samples")
+            return "non-finite or exploding energies or samples"
+        (loss / self.micro_batches).backward()
+        return {"loss": loss.item(), "energy_obs": e_obs.mean().item(), "energy_syn": e_syn.mean().item()}, x_syn
+
+    def train_step(self) -> dict | None:
+        """One analysis-by-synthesis update (``micro_batches`` minibatches, one optimiser step);
+        returns its metrics, or None if the guard rejected it (state restored, step size shrunk)."""
+        self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        parts = []
+        for k in range(self.micro_batches):
+            out = self._micro_step(self.step * self.micro_batches + k)
+            if isinstance(out, str):
+                return self._recover(out)
+            parts.append(out)
+            self.chains.update(out[1])
+        guard = self.cfg.guard.enabled
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.cfg.optim.grad_clip
         grad_norm = nn.utils.clip_grad_norm_(params, clip if clip else math.inf)
         if guard and not dist_utils.all_ok(bool(torch.isfinite(grad_norm))):
             return self._recover("non-finite gradient")
         self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         if guard and not dist_utils.all_ok(_all_finite(self.model.parameters())):
             return self._recover("non-finite parameters after the update")
-        self.chains.update(x_syn)
-        self.last_samples = x_syn
+        self.last_samples = parts[-1][1]
         self.step += 1
         if self.step % self.cfg.guard.snapshot_every == 0:
             self._snapshot = copy.deepcopy(self.state_dict())
             self.retries = 0
-        return {"loss": loss.item(), "energy_obs": e_obs.mean().item(), "energy_syn": e_syn.mean().item(),
-                "grad_norm": float(grad_norm), "step_size": self.step_size}
+        metrics = {k: sum(m[k] for m, _ in parts) / len(parts) for k in parts[0][0]}
+        return {**metrics, "grad_norm": float(grad_norm), "step_size": self.step_size,
+                "lr": self.optimizer.param_groups[0]["lr"]}
 
     def _recover(self, reason: str):
         self.retries += 1
@@ -281,6 +342,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {"format": 1, "step": self.step, "step_size": self.step_size,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
                 "chains": self.chains.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
                 "config": to_dict(self.cfg)}
@@ -288,6 +350,8 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler"):
+            self.scheduler.load_state_dict(state["scheduler"])
         self.chains.load_state_dict(state["chains"])
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["generator"])
