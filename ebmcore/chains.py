@@ -2,7 +2,8 @@
 
 Each chain initialiser has the same small interface:
 
-- ``init(n, data, generator) -> x0`` of shape (n, *shape): where this batch's chains start;
+- ``init(n, data, generator, cond=None) -> x0`` of shape (n, *shape): where this batch's chains start
+  (``cond``: the batch's condition, for initialisers that use it, such as the cooperative generator);
 - ``update(samples)``: hands back the batch's final samples (persistent kinds keep them);
 - ``state_dict()`` / ``load_state_dict()``: plain tensors, for exact resume.
 
@@ -28,7 +29,7 @@ class NoiseChains:
     def noise(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
         return self.mean + self.std * torch.randn((n, *self.shape), generator=generator, dtype=dtype)
 
-    def init(self, n, data=None, generator=None):
+    def init(self, n, data=None, generator=None, cond=None):
         return self.noise(n, generator, data.dtype if data is not None else torch.float32)
 
     def update(self, samples):
@@ -47,7 +48,7 @@ class DataChains(NoiseChains):
     def __init__(self, shape):
         super().__init__(shape, 0.0, 0.0)
 
-    def init(self, n, data=None, generator=None):
+    def init(self, n, data=None, generator=None, cond=None):
         if data is None:
             raise ValueError("data-initialised chains need the observed batch")
         return data.detach().clone()
@@ -67,7 +68,7 @@ class PersistentChains(NoiseChains):
         self.cursor = 0
         self._last = None
 
-    def init(self, n, data=None, generator=None):
+    def init(self, n, data=None, generator=None, cond=None):
         if n > self.num_chains:
             raise ValueError(f"batch of {n} chains exceeds num_chains={self.num_chains}")
         if self.buffer.numel() == 0:
@@ -98,7 +99,7 @@ class ReplayBuffer(PersistentChains):
             raise ValueError(f"reinit_prob must be in [0, 1], got {reinit_prob}")
         self.reinit_prob = reinit_prob
 
-    def init(self, n, data=None, generator=None):
+    def init(self, n, data=None, generator=None, cond=None):
         if self.buffer.numel() == 0:
             self.buffer = self.noise(self.num_chains, generator)
         self._last = torch.randint(0, self.num_chains, (n,), generator=generator)

@@ -263,7 +263,8 @@ class Trainer:
         n = self.cfg.chains.per_batch or batch["x"].shape[0]
         if cond is not None and n != batch["x"].shape[0]:
             raise ConfigError("chains.per_batch must equal the batch size for conditional models")
-        x0 = self.chains.init(n, batch["x"], self.generator).to(self.device)
+        extra = {"cond": cond} if cond is not None else {}  # chain kinds that ignore cond need not take it
+        x0 = self.chains.init(n, batch["x"], self.generator, **extra).to(self.device)
         x_syn = sample(lambda x: self.model.energy(x, cond), x0, **self.sampler_kwargs())
         return x_syn.detach()
 
