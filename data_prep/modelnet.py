@@ -19,9 +19,9 @@ import hashlib
 import sys
 import tarfile
 import urllib.request
-import zipfile
 from pathlib import Path
 
+from ebmcore.cli_errors import cli_main
 from ebmcore.errors import ConfigError, DataError
 from ebmcore.io import safe_extract
 from ebmcore.paths import cache_root
@@ -60,7 +60,13 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 60.0) -> Path:
 
 
 def is_archive(path: Path) -> bool:
-    return path.is_file() and (zipfile.is_zipfile(path) or tarfile.is_tarfile(path))
+    """A zip (by its first bytes, so a truncated one counts) or a tar archive."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        if fh.read(4) in (b"PK\x03\x04", b"PK\x05\x06"):
+            return True
+    return tarfile.is_tarfile(path) or path.name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
 
 
 def extract_archive(archive: Path, work: Path) -> Path:
@@ -72,10 +78,8 @@ def extract_archive(archive: Path, work: Path) -> Path:
         return target
     try:
         safe_extract(archive, target)
-    except ValueError as err:
-        raise DataError(f"{archive}: refused to extract ({err})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError) as err:
-        raise DataError(f"{archive}: corrupt archive ({type(err).__name__}: {err})") from None
+    except DataError as err:
+        raise DataError(f"{archive}: refused to extract: {err}") from None
     done.write_text(digest)
     return target
 
@@ -103,7 +107,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--point-fill", action="store_true", help="fill cavities of point occupancy grids")
     p.add_argument("--max-per-class", type=int, help="at most this many files per class and split")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    p.add_argument("--force", action="store_true", help="rebuild even if the cache entry exists")
+    p.add_argument("--force", action="store_true", help="rebuild even if the cache entry exists, and replace "
+                                                        "a dataset of other settings in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -140,25 +145,22 @@ def report(ds) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+@cli_main("data_prep.modelnet")
+def main(argv: list[str]) -> int:
     from ebm3d.data.builder import BuildOptions, build_shapes
 
     args = parse_args(argv)
-    try:
-        folder = resolve_source(args)
-        options = BuildOptions(
-            resolutions=tuple(args.resolution), n_points=args.points, normalisation=args.normalisation,
-            val_fraction=args.val_fraction, seed=args.seed,
-            classes=tuple(args.classes) if args.classes else None, fill=not args.no_fill,
-            point_dilation=args.point_dilation, point_fill=args.point_fill,
-            max_per_class=args.max_per_class, workers=args.workers)
-        name = args.name or (folder.name if args.source is None or args.source.is_dir()
-                             else args.source.name.split(".")[0])
-        ds = build_shapes(folder, options, name=name, cache_dir=args.out, force=args.force,
-                          progress=not args.quiet)
-    except (DataError, ConfigError) as err:
-        print(f"data_prep.modelnet: {err}", file=sys.stderr)
-        return 2
+    folder = resolve_source(args)
+    options = BuildOptions(
+        resolutions=tuple(args.resolution), n_points=args.points, normalisation=args.normalisation,
+        val_fraction=args.val_fraction, seed=args.seed,
+        classes=tuple(args.classes) if args.classes else None, fill=not args.no_fill,
+        point_dilation=args.point_dilation, point_fill=args.point_fill,
+        max_per_class=args.max_per_class, workers=args.workers)
+    name = args.name or (folder.name if args.source is None or args.source.is_dir()
+                         else args.source.name.split(".")[0])
+    ds = build_shapes(folder, options, name=name, cache_dir=args.out, force=args.force,
+                      progress=not args.quiet)
     print(report(ds))
     return 0
 

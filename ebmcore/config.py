@@ -131,13 +131,37 @@ def _set_path(tree: dict, dotted: str, value) -> None:
     node[parts[-1]] = value
 
 
+def yaml_message(err: yaml.YAMLError) -> str:
+    """One line for a YAML error: the file, line and column, and what is wrong there."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+    problem = getattr(err, "problem", None) or str(err)
+    if "could not determine a constructor for the tag" in problem:
+        tag = problem.split("'")[1] if "'" in problem else problem
+        tag = tag.replace("tag:yaml.org,2002:", "!!")
+        return (f"{where}: refused the YAML tag {tag} (configs are read with the safe loader, "
+                "which builds no Python objects)")
+    return f"{where}: YAML syntax error: {problem}"
+
+
+def _safe_yaml(text, source: str):
+    """``yaml.safe_load`` with a YAML error turned into a one-line ConfigError naming ``source``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        if mark is not None:
+            mark.name = source
+        raise ConfigError(yaml_message(err)) from err
+
+
 def apply_overrides(tree: dict, overrides: list[str] | None) -> dict:
     """Apply ``key.sub=value`` strings to a nested dict; values are parsed as YAML."""
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
-        _set_path(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        _set_path(tree, key.strip(), _safe_yaml(raw, f"override {item!r}") if raw.strip() else None)
     return tree
 
 
@@ -153,8 +177,7 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | None
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        with open(path) as fh:
-            tree = yaml.safe_load(fh) or {}
+        tree = _safe_yaml(path.read_text(), str(path)) or {}
         if not isinstance(tree, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return from_dict(cls, apply_overrides(tree, overrides))

@@ -17,7 +17,7 @@ from .backbones import GenerativeConvNet, SpatialTemporalConvNet
 from .config import check, load_config
 from .errors import ConfigError
 from .imaging import save_gif, save_grid
-from .io import load_tensors, save_tensors
+from .io import load_checkpoint, load_weights, save_tensors
 from .learning import TrainConfig, Trainer
 from .patterns import TEXTURES, load_texture, wave_field
 from .sampling import langevin, scaled_schedule
@@ -116,22 +116,42 @@ def load_trained(run_dir: str | Path) -> tuple[PatternExperiment, torch.nn.Modul
     """The experiment config and trained model of a run folder."""
     run_dir = Path(run_dir)
     cfg = load_experiment(run_dir / "config.yaml")
-    model = build_model(cfg)
-    model.load_state_dict(load_tensors(run_dir / "checkpoint.pt")["model"])
+    path = run_dir / "checkpoint.pt"
+    model = load_weights(build_model(cfg), load_checkpoint(path)["model"], path)
     return cfg, model.eval()
 
 
-def synthesise(run_dir, n: int | None = None, steps: int | None = None, seed: int = 0) -> torch.Tensor:
-    """Fresh samples from noise with the trained model; saved as ``synthesis.png``/``.gif``."""
+def beside(left: torch.Tensor, right: torch.Tensor, pad: int = 8) -> torch.Tensor:
+    """Two images (1, C, H, W) in [0, 1] side by side on white, top-aligned, at their own sizes."""
+    h = max(left.shape[-2], right.shape[-2])
+    canvas = torch.ones(1, left.shape[1], h, left.shape[-1] + pad + right.shape[-1])
+    canvas[..., : left.shape[-2], : left.shape[-1]] = left
+    canvas[..., : right.shape[-2], left.shape[-1] + pad:] = right
+    return canvas
+
+
+def synthesise(run_dir, n: int | None = None, steps: int | None = None, seed: int = 0,
+               size: int | None = None) -> torch.Tensor:
+    """Fresh samples from noise with the trained model; saved as ``synthesis.png``/``.gif``.
+
+    The ConvNets are fully convolutional, so ``size`` may exceed the training size (a texture
+    grows beyond the observed patch). Images also get ``synthesis_beside_observed.png``: the
+    observed texture and the first sample side by side at the same pixel scale.
+    """
+    if size is not None and not 8 <= size <= 2048:
+        raise ConfigError(f"--size: {size} is outside 8..2048 pixels")
     cfg, model = load_trained(run_dir)
     g = torch.Generator().manual_seed(seed)
-    shape = observed_pattern(cfg).shape[1:]
+    observed = observed_pattern(cfg)
+    shape = observed.shape[1:] if size is None else (*observed.shape[1:-2], size, size)
     x0 = cfg.train.chains.std * torch.randn((n or cfg.num_samples, *shape), generator=g)
     s = cfg.train.sampler
     x = langevin(model.energy, x0, steps or s.steps, s.step_size, clamp=s.clamp, generator=g,
                  noise=scaled_schedule(s.noise, s.noise_scale))
     save_tensors({"samples": x}, Path(run_dir) / "synthesis.pt")
     save_pattern(x, Path(run_dir) / "synthesis")
+    if cfg.kind == "image":
+        save_grid(beside(to_unit(observed), to_unit(x[:1])), Path(run_dir) / "synthesis_beside_observed.png")
     return x
 
 

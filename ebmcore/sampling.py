@@ -22,6 +22,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError
+
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 NoiseSchedule = Callable[[int, int], float]
 
@@ -114,6 +116,9 @@ def langevin(
     """
     if steps < 0 or not step_size >= 0:
         raise ValueError(f"langevin needs steps >= 0 and step_size >= 0, got {steps}, {step_size}")
+    if steps > 0 and step_size == 0:
+        raise ConfigError(f"sampler step_size is 0 with {steps} steps: the chains would never move; "
+                          "use a step size > 0 (or 0 steps)")
     schedule = noise_schedule(noise)
     if mask is not None:
         mask = mask.bool()

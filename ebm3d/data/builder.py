@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -229,7 +230,7 @@ def _process_entry(job: tuple[Entry, BuildOptions]) -> tuple[str, dict | None, s
 
 
 def _map(fn: Callable, jobs: list, workers: int, progress: bool, desc: str) -> list:
-    from tqdm import tqdm
+    from ebmcore.progress import progress_bar as tqdm
 
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -259,28 +260,35 @@ def carve_validation(labels: np.ndarray, split: np.ndarray, groups: list[str], f
 def assemble(name: str, root: Path, classes: list[str], entries: list[Entry], skipped: list[dict],
              options: BuildOptions, process: Callable, extra_manifest: dict,
              cache_dir: Path | None = None, force: bool = False, progress: bool = False) -> ShapeDataset:
-    """Process entries (or load the cached result), carve validation, normalise, save."""
+    """Process entries (or load the cached result), carve validation, normalise, save.
+
+    A ``cache_dir`` given by the caller that already holds a dataset of other settings is
+    refused (DataError) unless ``force``; the default cache folders carry the fingerprint.
+    """
     fp = fingerprint(entries, {**options.fingerprint_fields(), **extra_manifest}, name)
     folder = Path(cache_dir) if cache_dir else cache_root() / "shapes" / f"{name}-{fp[:12]}"
     if not force and (folder / "manifest.json").is_file():
         try:
             cached = load_dataset(folder)
             if cached.manifest.get("fingerprint") == fp:
+                cached.manifest["cache_dir"] = str(folder)
+                report_skipped(cached)
                 return cached
-        except DataError:
-            pass  # incomplete or stale: rebuild
+            other = f"a dataset built with other settings or files (fingerprint {cached.manifest.get('fingerprint', '?')[:12]})"
+        except DataError as err:
+            other = f"an unreadable dataset ({err})"
+        if cache_dir is not None:  # a folder the user named: never overwritten silently
+            raise DataError(f"{folder} already holds {other}; refusing to overwrite its data.pt and "
+                            "manifest.json: pass --force (force=True) to replace it, or choose another --out")
     started = time.time()
     results = _map(process, [(e, options) for e in entries], options.workers, progress, name)
-    by_rel = {e.rel: e for e in entries}
-    kept, skipped = [], list(skipped)
-    for rel, out, reason in results:
-        if out is None:
-            skipped.append({"file": rel, "reason": reason})
-        else:
-            kept.append((by_rel[rel], out))
+    kept, skipped = _sort_results(entries, results, skipped, options)
     if not kept:
         raise DataError(f"{root}: no usable shape among {len(entries)} files "
                         f"({len(skipped)} skipped; first: {skipped[:1]})")
+    empty = {c: sum(s["file"].startswith(f"{c}/") for s in skipped) for c in classes
+             if not any(e.cls == c for e, _ in kept)}
+    classes = [c for c in classes if c not in empty]
     labels = np.array([classes.index(e.cls) for e, _ in kept], dtype=np.int64)
     split = np.array([SPLITS[e.split] for e, _ in kept], dtype=np.int8)
     split = carve_validation(labels, split, [e.group for e, _ in kept], options.val_fraction, options.seed)
@@ -300,10 +308,43 @@ def assemble(name: str, root: Path, classes: list[str], entries: list[Entry], sk
         "n_shapes": len(ds), "n_skipped": len(skipped), "counts": ds.counts(),
         "classes": classes, "skipped": sorted(skipped, key=lambda s: s["file"]),
         "category_minmax": None if stats is None else stats.tolist(), **extra_manifest,
+        "empty_classes": empty,
     }
     save_dataset(ds, folder)
     ds.manifest["cache_dir"] = str(folder)
+    report_skipped(ds)
     return ds
+
+
+def _sort_results(entries: list[Entry], results: list, skipped: list[dict],
+                  options: BuildOptions) -> tuple[list, list[dict]]:
+    """(kept (entry, output) pairs, skipped records): a file whose grids are not the sizes
+    asked for is skipped with its name, never allowed to break the stacking of the others."""
+    by_rel = {e.rel: e for e in entries}
+    kept, skipped = [], list(skipped)
+    for rel, out, reason in results:
+        if out is not None and set(out["voxels"]) != set(options.resolutions):
+            out, reason = None, (f"{by_rel[rel].path}: {'/'.join(map(str, sorted(out['voxels'])))}^3 "
+                                 f"grid, expected {'/'.join(map(str, options.resolutions))}^3")
+        if out is None:
+            skipped.append({"file": rel, "reason": reason})
+        else:
+            kept.append((by_rel[rel], out))
+    return kept, skipped
+
+
+def report_skipped(ds: ShapeDataset) -> str | None:
+    """Print (to stderr) and return one line on skipped files and all-bad class folders."""
+    m = ds.manifest
+    n_skipped, empty = m.get("n_skipped", 0), m.get("empty_classes") or {}
+    if not n_skipped and not empty:
+        return None
+    where = Path(m.get("cache_dir", ".")) / "manifest.json"
+    line = f"note: {m.get('builder', 'dataset')}: {n_skipped} source file(s) skipped, reasons in {where}"
+    if empty:
+        line += "; class folders with no usable file: " + ", ".join(f"{c} ({n} bad)" for c, n in empty.items())
+    print(line, file=sys.stderr, flush=True)
+    return line
 
 
 METHODS = {

@@ -20,7 +20,8 @@ def _fail(path: str | os.PathLike, reason: str) -> DataError:
 
 
 def check_points(points: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """Return ``points`` as float32 (N, 3) or raise DataError if empty, mis-shaped or non-finite."""
+    """Return ``points`` as float32 (N, 3) or raise DataError if empty, mis-shaped, non-finite or
+    degenerate (every point the same: zero extent)."""
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] != 3:
         raise _fail(path, f"expected points of shape (N, 3), got {points.shape}")
@@ -29,6 +30,9 @@ def check_points(points: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     if not np.isfinite(points).all():
         bad = int(np.argmax(~np.isfinite(points).all(axis=1)))
         raise _fail(path, f"non-finite coordinate (NaN or inf) at point {bad}")
+    extent = float(np.ptp(points, axis=0).max())
+    if extent <= 1e-9 * max(1.0, float(np.abs(points).max())):
+        raise _fail(path, f"degenerate point set: all {len(points)} points are identical (zero extent)")
     return points.astype(np.float32, copy=False)
 
 
@@ -185,7 +189,7 @@ def read_pcd(path: str | os.PathLike) -> np.ndarray:
     """Read x, y, z of a PCD v0.5-0.7 file (``DATA ascii`` or ``binary``); float32 (N, 3).
 
     ``binary_compressed`` (LZF) files are read through Open3D. Raises DataError for a header
-    without x/y/z, fewer data bytes or rows than POINTS declares, or non-finite coordinates.
+    without x/y/z, fewer or more data bytes or rows than POINTS declares, or non-finite coordinates.
     """
     path = Path(path)
     raw = path.read_bytes()
@@ -218,6 +222,9 @@ def read_pcd(path: str | os.PathLike) -> np.ndarray:
         have = len(raw) - offset
         if have < need:
             raise _fail(path, f"truncated: POINTS {n_points} needs {need} data bytes, file has {have}")
+        if have > need:
+            raise _fail(path, f"{have - need} data bytes after the {n_points} points the header declares "
+                              f"(POINTS {n_points} needs {need} bytes, file has {have})")
         table = np.frombuffer(raw, dtype=dtype, count=n_points, offset=offset)
         xyz = np.stack([table[a][:, 0] for a in "xyz"], axis=1)
     elif mode == "ascii":
@@ -226,6 +233,9 @@ def read_pcd(path: str | os.PathLike) -> np.ndarray:
         width = sum(counts)
         if len(rows) < n_points:
             raise _fail(path, f"truncated: POINTS {n_points}, file has {len(rows)} rows")
+        if len(rows) > n_points:
+            raise _fail(path, f"data row {n_points} is beyond the {n_points} points the header declares "
+                              f"(file has {len(rows)} data rows)")
         bad = next((i for i, r in enumerate(rows[:n_points]) if len(r) != width), None)
         if bad is not None:
             raise _fail(path, f"data row {bad} has {len(rows[bad])} values, expected {width}")
@@ -310,12 +320,15 @@ def read_points(path: str | os.PathLike) -> np.ndarray:
 # ---------------------------------------------------------------- 3D ShapeNets .mat
 
 
-def read_shapenets_mat(path: str | os.PathLike, pad: int = 1) -> np.ndarray:
+SHAPENETS_SIZE = 30
+
+
+def read_shapenets_mat(path: str | os.PathLike, pad: int = 1, size: int | None = SHAPENETS_SIZE) -> np.ndarray:
     """Read a 3D ShapeNets volumetric .mat (key ``instance``, 30^3) as uint8 {0,1}.
 
     The grid is padded with ``pad`` empty cells on each side (30^3 -> 32^3 by default).
-    Raises DataError if the file is unreadable, lacks ``instance``, is not a cube, holds
-    values other than 0/1, or is empty.
+    Raises DataError if the file is unreadable, lacks ``instance``, is not a cube, is a cube of
+    another edge than ``size`` (None: any), holds values other than 0/1, or is empty.
     """
     from scipy.io import loadmat
 
@@ -330,6 +343,8 @@ def read_shapenets_mat(path: str | os.PathLike, pad: int = 1) -> np.ndarray:
     grid = np.asarray(mat["instance"])
     if grid.ndim != 3 or len(set(grid.shape)) != 1:
         raise _fail(path, f"'instance' is not a cubic grid: shape {grid.shape}")
+    if size is not None and grid.shape[0] != size:
+        raise _fail(path, f"'instance' is a {grid.shape[0]}^3 grid; 3D ShapeNets grids are {size}^3")
     values = np.unique(grid)
     if not np.isin(values, (0, 1)).all():
         raise _fail(path, f"'instance' holds values other than 0/1: {values[:5].tolist()}")
