@@ -85,24 +85,18 @@ def accuracy(planner: Planner, steps_list, split: str = "test") -> dict:
     from ebmcore.paths import cache_root
     from ebmtraj.cost_inputs import COND_TENSORS, build_inputs
     from ebmtraj.data.lanes import LaneMap
-    from ebmtraj.planner.energy import AgentEnergy
-    from ebmtraj.planner.search import search
+    from ebmtraj.prediction import predict
 
     root = cache_root() / "ebmtraj" / "commonroad"
     lanes = {r: LaneMap.from_tensors(d) for r, d in load_tensors(root / "lanes.pt").items()}
     inp = build_inputs(load_tensors(root / f"scenes_{split}.pt"), lanes, rows="target")
-    en = AgentEnergy(planner.model, {k: inp[k] for k in COND_TENSORS})
     d = planner.loaded.search
     out = {}
     for n in [d.opt_steps] + [s for s in steps_list if s != d.opt_steps]:
-        st = planner.settings("min_cost", 1, None, n)
-        start = planner._start(en, st.init)
-        res = search(en.energy_and_grad, start, steps=n, optimiser="adam", lr=st.adam_lr,
-                     evaluate=en.evaluate)
-        sts = res.states if res.states is not None else en.evaluate(res.z)[2]
-        err2 = ((sts[..., :2] - inp["future"]) ** 2).sum(-1)
+        pred = predict(planner.model, {k: inp[k] for k in COND_TENSORS}, planner.settings("min_cost", 1, None, n))
+        err2 = ((pred["states"][:, 0, :, :2] - inp["future"]) ** 2).sum(-1)
         out[n] = {"rmse": [float(err2[:, h - 1].mean().sqrt()) for h in (10, 20, 30, 40)],
-                  "energy": float(res.energy.mean())}
+                  "energy": float(pred["energy"].mean())}
     cv = ((planner.model.nominal({k: inp[k] for k in COND_TENSORS}) - inp["future"]) ** 2).sum(-1)
     out["constant_velocity"] = {"rmse": [float(cv[:, h - 1].mean().sqrt()) for h in (10, 20, 30, 40)]}
     out["rows"] = int(len(inp["future"]))

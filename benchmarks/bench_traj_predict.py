@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     target = build_inputs(sc, lanes, "target", cfg.inputs)
     path = Path(args.model) if args.model else cfg.run_dir() / ioc.MODEL_FILE
     if path.is_file():
-        model, _ = ioc.load_model(path)
+        model = ioc.load_model(path)[0]
         source = str(path)
     else:
         fs = future_states(sc, target)

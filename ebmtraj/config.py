@@ -19,7 +19,7 @@ from ebmcore.learning import TrainConfig
 from ebmcore.paths import cache_root
 
 from .cost_inputs import InputConfig
-from .ioc import ModelConfig, PredictConfig
+from .model import ModelConfig, PredictConfig
 
 DATASETS = ("us101-vehicles", "commonroad", "synthetic", "i80-first-minute", "raw")
 

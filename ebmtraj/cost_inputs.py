@@ -28,6 +28,7 @@ nbr_pos       (N,M,T,2)      neighbours' footprint centres, constant-velocity ex
 nbr_vel       (N,M,T,2)      their velocities [m/s]
 nbr_size      (N,M,2)        their length, width [m]
 nbr_valid     (N,M)          slot filled (float 0/1)
+nbr_heading   (N,M)          neighbours' headings [rad]
 size          (N,2)          the agent's length, width [m]
 ref           (N,)           recorded point -> footprint centre, along heading [m]
 future        (N,T,2)        raw future positions (the ground truth; not an input)
@@ -49,7 +50,7 @@ from ebmcore.errors import DataError
 CTX_NAMES = ("speed", "accel", "steer_x10", "lane_offset", "lane_heading", "half_width",
              "lane_left", "lane_right", "lead_gap", "lead_dv", "has_lead", "v_hist", "dv_hist")
 COND_TENSORS = ("x0", "hist", "ctx", "v_hist", "lane_pts", "lane_seg", "lane_hw", "nbr_pos",
-                "nbr_vel", "nbr_size", "nbr_valid", "size", "ref")
+                "nbr_vel", "nbr_size", "nbr_valid", "nbr_heading", "size", "ref")
 
 
 @dataclass
@@ -109,11 +110,18 @@ def estimate_state(hist: np.ndarray, dt: float, cfg: InputConfig) -> dict[str, n
     speed = np.linalg.norm(vel, axis=-1)
     heading = np.arctan2(vel[..., 1], vel[..., 0])
     safe = np.maximum(np.linalg.norm(vel2, axis=-1), 0.5)
-    accel = np.clip((vel2 * acc).sum(-1) / safe, cfg.min_accel, cfg.max_accel)
     curv = (vel2[..., 0] * acc[..., 1] - vel2[..., 1] * acc[..., 0]) / safe ** 3
-    steer = np.clip(np.arctan(cfg.wheelbase * curv), -cfg.max_steering, cfg.max_steering)
-    steer = np.where(speed > cfg.min_speed_steering, steer, 0.0)
+    accel, steer = clip_controls(speed, (vel2 * acc).sum(-1) / safe, np.arctan(cfg.wheelbase * curv), cfg)
     return {"pos": pos, "vel": vel, "speed": speed, "heading": heading, "accel": accel, "steer": steer}
+
+
+def clip_controls(speed, accel, steer, cfg: InputConfig):
+    """The acceleration [m/s^2] and steering [rad] a row starts from: acceleration clipped to
+    [``min_accel``, ``max_accel``], steering to +-``max_steering`` and 0 below
+    ``min_speed_steering`` m/s (beyond these, estimates are noise). Arrays of one shape."""
+    accel = np.clip(accel, cfg.min_accel, cfg.max_accel)
+    steer = np.clip(steer, -cfg.max_steering, cfg.max_steering)
+    return accel, np.where(np.asarray(speed) > cfg.min_speed_steering, steer, 0.0)
 
 
 def _rotate(xy: np.ndarray, origin_xy: np.ndarray, heading: np.ndarray) -> np.ndarray:
@@ -133,31 +141,107 @@ def to_recording_frame(xy: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y], dim=-1)
 
 
-def _sample_lanes(lane_map, p0: np.ndarray, cfg: InputConfig):
-    """Centre-line samples of the ``cfg.lanes`` nearest lanes around each point p0 (n,2)."""
+def sample_lanes(lines, widths, p0: np.ndarray, cfg: InputConfig):
+    """Centre-line samples of the ``cfg.lanes`` nearest lanes around each point p0 (n, 2).
+
+    ``lines``: shapely LineStrings (centre lines along travel), ``widths`` their widths [m].
+    Each lane within ``lane_radius`` m is sampled at ``lane_points`` points from ``lane_behind``
+    m behind to ``lane_ahead`` m ahead of the point's projection. Returns samples (n, L, P, 2),
+    filled (n, L) bool and half widths (n, L) [m]."""
     n, L, P = len(p0), cfg.lanes, cfg.lane_points
     pts = np.zeros((n, L, P, 2))
     hw = np.full((n, L), 1.8)
     filled = np.zeros((n, L), bool)
-    if lane_map is None or n == 0:
+    if len(lines) == 0 or n == 0:
         return pts, filled, hw
     geo = shapely.points(p0[:, 0], p0[:, 1])
-    dist = np.stack([shapely.distance(lane.centre, geo) for lane in lane_map.lanes], 1)  # (n, nl)
+    dist = np.stack([shapely.distance(line, geo) for line in lines], 1)            # (n, nl)
     order = np.argsort(dist, axis=1, kind="stable")[:, :L]
     offsets = np.linspace(-cfg.lane_behind, cfg.lane_ahead, P)
-    for j, lane in enumerate(lane_map.lanes):
+    for j, (line, width) in enumerate(zip(lines, widths)):
         rows, slots = np.nonzero(order == j)
         keep = dist[rows, j] <= cfg.lane_radius
         rows, slots = rows[keep], slots[keep]
         if rows.size == 0:
             continue
-        s0 = shapely.line_locate_point(lane.centre, geo[rows])
-        st = np.clip(s0[:, None] + offsets[None], 0.0, lane.centre.length)
-        xy = shapely.get_coordinates(shapely.line_interpolate_point(lane.centre, st.ravel()))
+        s0 = shapely.line_locate_point(line, geo[rows])
+        st = np.clip(s0[:, None] + offsets[None], 0.0, line.length)
+        xy = shapely.get_coordinates(shapely.line_interpolate_point(line, st.ravel()))
         pts[rows, slots] = xy.reshape(len(rows), P, 2)
-        hw[rows, slots] = lane.width / 2.0
+        hw[rows, slots] = width / 2.0
         filled[rows, slots] = True
     return pts, filled, hw
+
+
+def lane_lists(lane_map) -> tuple[list, list]:
+    """(centre lines, widths [m]) of a :class:`~ebmtraj.data.lanes.LaneMap` (None: no lanes)."""
+    if lane_map is None:
+        return [], []
+    return [lane.centre for lane in lane_map.lanes], [lane.width for lane in lane_map.lanes]
+
+
+@dataclass
+class Neighbours:
+    """The neighbour slots of N rows, recording (world) frame: footprint centres at t0
+    ``centre`` (N, M, 2) [m], velocities ``vel`` (N, M, 2) [m/s], headings ``heading`` (N, M)
+    [rad], sizes ``size`` (N, M, 2) [m], filled ``valid`` (N, M) bool."""
+
+    centre: np.ndarray
+    vel: np.ndarray
+    heading: np.ndarray
+    size: np.ndarray
+    valid: np.ndarray
+
+
+def assemble_rows(hist_raw: np.ndarray, est: dict, size: np.ndarray, ref: np.ndarray,
+                  nbrs: Neighbours, lanes: tuple, cfg: InputConfig, dt: float, steps: int,
+                  headways: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """The cost inputs of N rows (see the module docstring), for recorded scenes and live ones.
+
+    hist_raw (N, H, 2): raw history positions [m], recording frame; ``est``: the rows' state
+    (:func:`estimate_state` keys, each (N,) / (N, 2)); size (N, 2), ref (N,) [m]; ``nbrs``: the
+    neighbour slots, extrapolated at constant velocity over ``steps`` steps of ``dt`` s;
+    ``lanes``: (samples (N, L, P, 2), filled (N, L), half widths (N, L)) of :func:`sample_lanes`
+    at the rows' positions; ``headways`` (N, H) [m] or None: one more slot, a virtual leader.
+    Adds ``origin`` (N, 3) float64 and ``nbr_heading`` (N, M) [rad, agent frame]."""
+    N, M = nbrs.valid.shape
+    origin = np.stack([est["pos"][:, 0], est["pos"][:, 1], est["heading"]], 1)
+    tgrid = np.arange(1, steps + 1) * dt
+    valid = nbrs.valid.astype(bool)
+    npos = nbrs.centre[:, :, None, :] + nbrs.vel[:, :, None, :] * tgrid[None, None, :, None]
+    npos_a = np.where(valid[..., None, None],
+                      _rotate(npos.reshape(N, -1, 2), origin[:, :2], origin[:, 2]).reshape(N, M, steps, 2), 0.0)
+    c, s = np.cos(origin[:, 2])[:, None], np.sin(origin[:, 2])[:, None]
+    nvel_a = np.where(valid[..., None], np.stack([c * nbrs.vel[..., 0] + s * nbrs.vel[..., 1],
+                                                  -s * nbrs.vel[..., 0] + c * nbrs.vel[..., 1]], -1), 0.0)
+    nsize = np.where(valid[..., None], nbrs.size, 0.0)
+    nhead = np.where(valid, nbrs.heading - origin[:, 2:3], 0.0)
+    if headways is not None:
+        lead = _virtual_leads(np.asarray(headways, dtype=float), est["speed"], ref, dt, cfg,
+                              npos_a[:, :, 0] - nvel_a * dt, valid, tgrid)
+        npos_a = np.concatenate([npos_a, lead["pos"][:, None]], 1)
+        nvel_a = np.concatenate([nvel_a, lead["vel"][:, None]], 1)
+        nsize = np.concatenate([nsize, np.where(lead["valid"][:, None], [[cfg.lead_length, cfg.lead_width]],
+                                                0.0)[:, None]], 1)
+        valid = np.concatenate([valid, lead["valid"][:, None]], 1)
+        nhead = np.concatenate([nhead, np.zeros((N, 1))], 1)
+    pts, filled, hw = lanes
+    L, P = cfg.lanes, cfg.lane_points
+    lane_pts = _rotate(pts.reshape(N, -1, 2), origin[:, :2], origin[:, 2]).reshape(N, L, P, 2)
+    lane_seg = filled[..., None] & (np.linalg.norm(np.diff(lane_pts, axis=2), axis=-1) > 0.5)
+    lane_pts = np.where(filled[..., None, None], lane_pts, 0.0)
+    x0 = np.zeros((N, 6))
+    x0[:, 2], x0[:, 4], x0[:, 5] = est["speed"], est["accel"], est["steer"]
+    out = {"x0": x0, "hist": _rotate(hist_raw, origin[:, :2], origin[:, 2]),
+           "v_hist": (np.linalg.norm(np.diff(hist_raw, axis=1), axis=-1) / dt).mean(1),
+           "lane_pts": lane_pts, "lane_seg": lane_seg, "lane_hw": hw, "nbr_pos": npos_a,
+           "nbr_vel": np.repeat(nvel_a[:, :, None], steps, 2), "nbr_size": nsize,
+           "nbr_valid": valid.astype(float), "nbr_heading": nhead, "size": size, "ref": ref}
+    out = {k: torch.as_tensor(v, dtype=torch.bool if v.dtype == bool else torch.float32)
+           for k, v in out.items()}
+    out["origin"] = torch.as_tensor(origin, dtype=torch.float64)
+    out["ctx"] = context(out, cfg)
+    return out
 
 
 def build_inputs(scenes: dict, lane_maps: dict, rows: str = "target",
@@ -186,79 +270,32 @@ def build_inputs(scenes: dict, lane_maps: dict, rows: str = "target",
         s, a = np.argwhere(bad)[0]
         raise DataError(f"scene {s}, agent {a}: non-finite history positions")
     est = estimate_state(np.nan_to_num(hist_raw), dt, cfg)                                # (S,A,...)
-    pos, vel, speed, heading, accel, steer = (est[k] for k in ("pos", "vel", "speed", "heading",
-                                                               "accel", "steer"))
     size = scenes["size"].double().numpy()
     ref = scenes["ref_offset"].double().numpy()
-    unit = np.stack([np.cos(heading), np.sin(heading)], -1)
-    centre0 = pos - ref[..., None] * unit                              # footprint centres at t0
-    tgrid = np.arange(1, T + 1) * dt
-
-    if rows == "target":
-        sel = np.stack([np.arange(S), np.zeros(S, int)], 1)
-    else:
-        sel = np.argwhere(mask)
+    centre0 = est["pos"] - ref[..., None] * np.stack([np.cos(est["heading"]), np.sin(est["heading"])], -1)
+    sel = np.stack([np.arange(S), np.zeros(S, int)], 1) if rows == "target" else np.argwhere(mask)
     si, ai = sel[:, 0], sel[:, 1]
-    N, M = len(sel), A - 1
-    origin = np.stack([pos[si, ai, 0], pos[si, ai, 1], heading[si, ai]], 1)
-
-    # neighbours: the scene's other agents, constant velocity from their causal state
-    others = np.array([[b for b in range(A) if b != a] for a in range(A)]).reshape(A, M)
-    nb = others[ai]                                                    # (N,M)
+    others = np.array([[b for b in range(A) if b != a] for a in range(A)]).reshape(A, A - 1)
+    nb = others[ai]                                                    # (N,M): the scene's other agents
     nvalid = mask[si[:, None], nb]
-    ncent = centre0[si[:, None], nb]                                   # (N,M,2)
-    nvel = vel[si[:, None], nb]
-    npos = ncent[:, :, None, :] + nvel[:, :, None, :] * tgrid[None, None, :, None]
-    rot_c, rot_s = np.cos(origin[:, 2]), np.sin(origin[:, 2])
-    npos_a = _rotate(npos.reshape(N, -1, 2), origin[:, :2], origin[:, 2]).reshape(N, M, T, 2)
-    nvel_a = np.stack([rot_c[:, None] * nvel[..., 0] + rot_s[:, None] * nvel[..., 1],
-                       -rot_s[:, None] * nvel[..., 0] + rot_c[:, None] * nvel[..., 1]], -1)
-    npos_a = np.where(nvalid[..., None, None], npos_a, 0.0)
-    nvel_a = np.where(nvalid[..., None], nvel_a, 0.0)
-    nsize = np.where(nvalid[..., None], size[si[:, None], nb], 0.0)
-    nb = np.where(nvalid, nb, -1)
-    if headways is not None:
-        lead = _virtual_leads(np.asarray(headways, dtype=float)[si, ai], speed[si, ai], ref[si, ai], dt,
-                              cfg, npos_a[:, :, 0] - nvel_a * dt, nvalid, tgrid)
-        npos_a = np.concatenate([npos_a, lead["pos"][:, None]], 1)
-        nvel_a = np.concatenate([nvel_a, lead["vel"][:, None]], 1)
-        nsize = np.concatenate([nsize, np.where(lead["valid"][:, None], [[cfg.lead_length, cfg.lead_width]],
-                                                0.0)[:, None]], 1)
-        nvalid = np.concatenate([nvalid, lead["valid"][:, None]], 1)
-        nb = np.concatenate([nb, np.full((N, 1), -1)], 1)
-
-    # lanes, per recording
-    names = scenes["recordings"]
-    rec = scenes["recording"].numpy()[si]
+    nbrs = Neighbours(centre0[si[:, None], nb], est["vel"][si[:, None], nb],
+                      est["heading"][si[:, None], nb], size[si[:, None], nb], nvalid)
+    names, rec = scenes["recordings"], scenes["recording"].numpy()[si]
     L, P = cfg.lanes, cfg.lane_points
-    lane_pts = np.zeros((N, L, P, 2))
-    lane_ok = np.zeros((N, L), bool)
-    lane_hw = np.full((N, L), 1.8)
+    lanes = (np.zeros((len(si), L, P, 2)), np.zeros((len(si), L), bool), np.full((len(si), L), 1.8))
     for r in np.unique(rec):
         idx = np.flatnonzero(rec == r)
-        p, f, h = _sample_lanes(lane_maps.get(names[r]), origin[idx, :2], cfg)
-        lane_pts[idx], lane_ok[idx], lane_hw[idx] = p, f, h
-    lane_pts = _rotate(lane_pts.reshape(N, -1, 2), origin[:, :2], origin[:, 2]).reshape(N, L, P, 2)
-    seg_len = np.linalg.norm(np.diff(lane_pts, axis=2), axis=-1)
-    lane_seg = lane_ok[..., None] & (seg_len > 0.5)
-    lane_pts = np.where(lane_ok[..., None, None], lane_pts, 0.0)
-
-    hist = _rotate(hist_raw[si, ai], origin[:, :2], origin[:, 2])      # (N,H,2)
-    future = _rotate(raw[si, ai, H:], origin[:, :2], origin[:, 2])
-    disp = np.linalg.norm(np.diff(hist_raw[si, ai], axis=1), axis=-1) / dt
-    v_hist = disp.mean(1)
-    x0 = np.zeros((N, 6))
-    x0[:, 2], x0[:, 4], x0[:, 5] = speed[si, ai], accel[si, ai], steer[si, ai]
-    out = {
-        "x0": x0, "hist": hist, "v_hist": v_hist, "lane_pts": lane_pts, "lane_seg": lane_seg,
-        "lane_hw": lane_hw, "nbr_pos": npos_a, "nbr_vel": np.repeat(nvel_a[:, :, None], T, 2),
-        "nbr_size": nsize, "nbr_valid": nvalid.astype(float), "size": size[si, ai], "ref": ref[si, ai],
-        "future": future, "origin": origin,
-    }
-    out = {k: torch.as_tensor(v, dtype=torch.bool if v.dtype == bool else torch.float32)
-           for k, v in out.items()}
-    out["origin"] = torch.as_tensor(origin, dtype=torch.float64)
-    out["ctx"] = context(out, cfg)
+        sampled = sample_lanes(*lane_lists(lane_maps.get(names[r])), est["pos"][si[idx], ai[idx]], cfg)
+        for full, part in zip(lanes, sampled):
+            full[idx] = part
+    row_est = {k: v[si, ai] for k, v in est.items()}
+    hw = None if headways is None else np.asarray(headways, dtype=float)[si, ai]
+    out = assemble_rows(hist_raw[si, ai], row_est, size[si, ai], ref[si, ai], nbrs, lanes, cfg, dt, T, hw)
+    out["future"] = torch.as_tensor(_rotate(raw[si, ai, H:], row_est["pos"], row_est["heading"]),
+                                    dtype=torch.float32)
+    nb = np.where(nvalid, nb, -1)
+    if headways is not None:
+        nb = np.concatenate([nb, np.full((len(si), 1), -1)], 1)
     out["scene"] = torch.as_tensor(si, dtype=torch.int64)
     out["agent"] = torch.as_tensor(ai, dtype=torch.int64)
     out["nbr_agent"] = torch.as_tensor(nb, dtype=torch.int64)

@@ -204,7 +204,7 @@ def predictions(cfg: IOCConfig, scenes: dict, lanes: dict, methods, log=print) -
     model = None
     if any(m.startswith("ebm") for m in methods) or "cv_nominal" in methods or "lstm" in methods:
         path = cfg.run_dir() / ioc.MODEL_FILE
-        model, _ = ioc.load_model(path) if path.is_file() else (None, None)
+        model = ioc.load_model(path)[0] if path.is_file() else None
         if model is None and any(m.startswith("ebm") for m in methods):
             raise DataError(f"{path}: no trained EBM-IOC model (run `ebmtraj train` first)")
         nominal_model = model or ioc.build_model(cfg.model, rows["hist"].shape[1], rows["future"].shape[1])

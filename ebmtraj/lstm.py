@@ -49,7 +49,7 @@ def train_lstm(train: dict, val: dict, run_dir: str | Path, *, hidden: int = 64,
                log=None) -> dict:
     """Fit on ``train`` rows (hist, ctx, nominal, future) and keep the best state on ``val``
     (mean RMSE at 1-4 s) in ``run_dir/lstm.pt``. Returns a summary."""
-    from .ioc import rmse_table
+    from .prediction import rmse_table
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

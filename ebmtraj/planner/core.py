@@ -12,14 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ebmcore.errors import ConfigError
-
+from ..interaction import pair_index
+from ..model import PredictConfig
+from ..prediction import RowEnergy, search_rows
 from .checkpoint import DT, LoadedModel, load_checkpoint
-from .energy import AgentEnergy, JointEnergy
 from .fallback import constant_velocity, lane_keeping
-from .inputs import LaneSet, build_rows, to_world
-from .search import search
-from .start import ReferenceStart
+from .inputs import LaneSet, build_rows, overlapping, to_world
 from .types import (AgentState, HorizonError, PlannerInputError, Scene, Trajectory,
                     TrajectorySamples)
 
@@ -42,8 +40,7 @@ class PlannerConfig:
     steps, step_size, init_std: Langevin settings (None: the training run's). With ``steps``
         set and ``step_size`` not, the step size is scaled so that the chain covers the
         training chain's drift (steps x step_size^2 / 2), to which the learned cost is
-        calibrated. Checkpoints without a minimum-cost search (no ``opt_steps``) use
-        noise-free Langevin for min_cost.
+        calibrated.
     time_budget: seconds per call, or None; the search stops before the deadline and returns the
         best trajectory found (flag ``'deadline'``).
     warm_start: min_cost also starts a chain from the previous plan shifted by the elapsed steps
@@ -90,34 +87,35 @@ class PlannerConfig:
     compile: bool = False
 
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"planner mode must be one of {MODES}, got {self.mode!r}")
+        """Raise :class:`PlannerInputError` naming the first unusable field."""
+        check_mode(self.mode)
         if self.on_bad_input not in ("fallback", "raise"):
-            raise ConfigError(f"on_bad_input must be 'fallback' or 'raise', got {self.on_bad_input!r}")
+            raise PlannerInputError(f"on_bad_input must be 'fallback' or 'raise', got {self.on_bad_input!r}")
         if self.beyond_horizon not in ("raise", "extend"):
-            raise ConfigError(f"beyond_horizon must be 'raise' or 'extend', got {self.beyond_horizon!r}")
-        if self.samples is not None and not 1 <= self.samples <= 1024:
-            raise ConfigError(f"samples must be in [1, 1024], got {self.samples}")
-        for name in ("steps", "opt_steps"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 10_000:
-                raise ConfigError(f"{name} must be in [0, 10000], got {value}")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ConfigError(f"time_budget must be positive seconds, got {self.time_budget}")
+            raise PlannerInputError(f"beyond_horizon must be 'raise' or 'extend', got {self.beyond_horizon!r}")
+        check_count("samples", self.samples, 1, 1024)
+        check_count("steps", self.steps, 0, 10**6)
+        check_count("opt_steps", self.opt_steps, 0, 10**6)
+        check_budget(self.time_budget)
+        if not 1 <= self.max_neighbours <= 64:
+            raise PlannerInputError(f"max_neighbours must be in [1, 64], got {self.max_neighbours}")
 
 
-@dataclass
-class SearchSettings:
-    """Resolved settings of one call."""
+def check_mode(mode) -> None:
+    if mode not in MODES:
+        raise PlannerInputError(f"mode must be one of {MODES}, got {mode!r}")
 
-    mode: str
-    samples: int
-    init: str
-    opt_steps: int | None     # None: minimum cost by noise-free Langevin
-    adam_lr: float
-    steps: int
-    step_size: float
-    init_std: float
+
+def check_count(name: str, value, lo: int, hi: int) -> None:
+    """A None or an integer in [lo, hi], else PlannerInputError naming ``name``."""
+    if value is not None and not (isinstance(value, (int, np.integer)) and lo <= value <= hi):
+        raise PlannerInputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+
+
+def check_budget(budget) -> None:
+    """A None or a positive, finite number of seconds, else PlannerInputError."""
+    if budget is not None and not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
+        raise PlannerInputError(f"time_budget must be a positive, finite number of seconds, got {budget!r}")
 
 
 def as_state(value, name: str) -> AgentState:
@@ -155,7 +153,6 @@ class Planner:
         self.config.validate()
         self.dt = DT
         self._memory = None
-        self._reference = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: PlannerConfig | None = None,
@@ -179,14 +176,17 @@ class Planner:
         """Forget the previous plan (no warm start on the next call)."""
         self._memory = None
 
-    def settings(self, mode=None, samples=None, steps=None, opt_steps=None) -> SearchSettings:
-        """The search settings of a call: its arguments, else the config, else the checkpoint's."""
+    def settings(self, mode=None, samples=None, steps=None, opt_steps=None, seed=0) -> PredictConfig:
+        """The search of a call as a :class:`ebmtraj.model.PredictConfig` (what training-side
+        prediction runs): its arguments, else the planner config, else the checkpoint's.
+        'min_cost' is mode 'adam', 'sample' is 'sample'."""
         d, c = self.loaded.search, self.config
         mode = mode or c.mode
-        if mode not in MODES:
-            raise ConfigError(f"planner mode must be one of {MODES}, got {mode!r}")
+        check_mode(mode)
+        check_count("samples", samples, 1, 1024)
+        check_count("steps", steps, 0, 10**6)
+        check_count("opt_steps", opt_steps, 0, 10**6)
         pick = lambda *xs: next((x for x in xs if x is not None), None)
-        k = pick(samples, c.samples, 1 if mode == "min_cost" else d.samples)
         n = int(pick(steps, c.steps, d.steps))
         if c.step_size is not None:
             size = float(c.step_size)
@@ -194,9 +194,31 @@ class Planner:
             size = float(d.step_size * math.sqrt(d.steps / n))    # equal drift
         else:
             size = float(d.step_size)
-        init = d.init if self.model.cost.use_neural else "nominal"
-        return SearchSettings(mode, int(k), init, pick(opt_steps, c.opt_steps, d.opt_steps),
-                              float(d.adam_lr), n, size, float(pick(c.init_std, d.init_std)))
+        weight = pick(c.interaction_weight, d.interaction_weight)
+        return replace(d, mode="adam" if mode == "min_cost" else "sample",
+                       samples=int(pick(samples, c.samples, 1 if mode == "min_cost" else d.samples)),
+                       steps=n, step_size=size, init=d.init if self.model.cost.use_neural else "nominal",
+                       init_std=float(pick(c.init_std, d.init_std)),
+                       opt_steps=int(pick(opt_steps, c.opt_steps, d.opt_steps)),
+                       interaction_weight=float(weight), seed=int(seed))
+
+    def _deadline(self, t_start: float, time_budget) -> float | None:
+        check_budget(time_budget)
+        budget = time_budget if time_budget is not None else self.config.time_budget
+        return None if budget is None else t_start + budget
+
+    def _headways(self, headways: list) -> list | None:
+        """The rows' headways when the checkpoint needs virtual leaders (else None)."""
+        if not self.loaded.spec.virtual_leaders:
+            return None
+        missing = [i for i, h in enumerate(headways) if h is None]
+        if missing:
+            raise PlannerInputError(
+                f"{self.loaded.path}: this model was trained with virtual leaders from recorded "
+                f"headways (spec.virtual_leaders); pass headway= (the agent's front-to-front "
+                f"distance [m] to its leader over the history, NaN or 0 where there is none) "
+                f"for {'the ego' if len(headways) == 1 else f'scene agents {missing}'}")
+        return headways
 
     def _horizon_steps(self, horizon: float) -> tuple[int, bool]:
         if not (isinstance(horizon, (int, float)) and math.isfinite(horizon)) or horizon <= 0:
@@ -212,62 +234,13 @@ class Planner:
             return n, True
         return n, False
 
-    # ------------------------------------------------------------------ the search
-    def _start(self, energy: AgentEnergy, init: str) -> torch.Tensor:
-        """The deterministic chain start of each row of ``energy`` (B, T, 2)."""
-        B, T = energy.cond["x0"].shape[0], self.loaded.steps
-        if init == "nominal" or energy.enc is None:
-            return torch.zeros(B, T, 2)
-        if self._reference is None:
-            self._reference = ReferenceStart(self.model)
-        return self._reference(energy.cond, energy.enc)
-
-    def _search(self, make_energy, rows: int, st: SearchSettings, gen, deadline,
-                warm: torch.Tensor | None = None):
-        """Run the configured search on ``rows`` rows; ``make_energy(copies)`` builds the energy
-        of ``copies`` stacked copies of the rows. Returns (energy object, SearchResult, chains per
-        row K')."""
-        T = self.loaded.steps
-        base_energy = make_energy(1)
-        start = self._start(base_energy, st.init)                                 # (rows, T, 2)
-        if st.mode == "sample":
-            if st.init == "mincost" and st.opt_steps:
-                pre = search(base_energy.energy_and_grad, start, steps=st.opt_steps,
-                             optimiser="adam", lr=st.adam_lr, deadline=deadline)
-                start = pre.z
-            k = st.samples
-            energy = make_energy(k) if k > 1 else base_energy
-            z0 = start.repeat(k, 1, 1) + st.init_std * torch.randn(k * rows, T, 2, generator=gen)
-            res = search(energy.energy_and_grad, z0, steps=st.steps, step_size=st.step_size,
-                         noise=True, generator=gen, deadline=deadline, evaluate=energy.evaluate)
-            return energy, res, k
-        extra = st.init_std * torch.randn(max(st.samples - 1, 0) * rows, T, 2, generator=gen)
-        chains = [start] + ([warm] if warm is not None else []) + ([start.repeat(st.samples - 1, 1, 1) + extra]
-                                                                   if st.samples > 1 else [])
-        z0 = torch.cat(chains, 0)
-        k = z0.shape[0] // rows
-        energy = make_energy(k) if k > 1 else base_energy
-        if st.opt_steps is None:
-            res = search(energy.energy_and_grad, z0, steps=st.steps, step_size=st.step_size,
-                         noise=False, deadline=deadline, evaluate=energy.evaluate)
-        else:
-            res = search(energy.energy_and_grad, z0, steps=st.opt_steps, optimiser="adam",
-                         lr=st.adam_lr, deadline=deadline, evaluate=energy.evaluate)
-        return energy, res, k
-
-    @staticmethod
-    def _result(energy, res):
-        """(energy, cost, states, controls) of the search's returned chains."""
-        if res.states is not None:
-            return res.energy, res.cost, res.states, res.controls
-        return energy.evaluate(res.z)
-
     # ------------------------------------------------------------------ planning
     def plan(self, ego, history=None, neighbours=(), lanes=None, horizon: float = 4.0, *,
              mode: str | None = None, samples: int | None = None, steps: int | None = None,
              opt_steps: int | None = None, seed: int | None = None,
              time_budget: float | None = None, warm_start: "bool | Trajectory | None" = None,
-             return_samples: bool = False, timestamp: float | None = None) -> Trajectory:
+             return_samples: bool = False, timestamp: float | None = None,
+             headway=None) -> Trajectory:
         """One planning cycle for one vehicle.
 
         ego: :class:`AgentState` (or a dict of its fields, or a vector x, y, speed, heading[,
@@ -278,75 +251,75 @@ class Planner:
             reused); horizon [s]: a multiple of 0.1 up to the trained horizon.
         mode / samples / steps / opt_steps / seed / time_budget override the config for this
         call; warm_start: True/False, or a previous :class:`Trajectory` to start from;
-        timestamp [s]: the inputs' time, used to shift the warm start by the elapsed steps.
+        timestamp [s]: the inputs' time, used to shift the warm start by the elapsed steps;
+        headway: (H,) recorded front-to-front distances [m] to the ego's leader over the history
+            (NaN or 0: none), required by checkpoints trained with virtual leaders.
+        The plan starts from the state estimated from the history, as in training
+        (``Trajectory.start``). Flags: ``deadline`` (the time budget cut the search short),
+        ``neighbour_overlaps_ego`` (a neighbour's footprint overlaps the ego's now), and those
+        above.
         Returns a :class:`Trajectory` (``fallback`` set if a simple policy replaced the model).
         """
         t_start = time.perf_counter()
-        budget = time_budget if time_budget is not None else self.config.time_budget
-        deadline = None if budget is None else t_start + budget
+        deadline = self._deadline(t_start, time_budget)
         ego = as_state(ego, "ego")
         nbrs = [as_state(b, f"neighbours[{i}]") for i, b in enumerate(neighbours or ())]
         n_out, extend = self._horizon_steps(horizon)
         lane_set = LaneSet.from_any(lanes)
-        seed = self.config.seed if seed is None else seed
-        st = self.settings(mode, samples, steps, opt_steps)
+        seed = int(self.config.seed if seed is None else seed)
+        cfg = self.settings(mode, samples, steps, opt_steps, seed)
+        pmode = mode or self.config.mode
         flags = ["extended_beyond_trained_horizon"] if extend else []
-
+        if any(overlapping(ego, b) for b in nbrs):
+            flags.append("neighbour_overlaps_ego")
         reason = self._lane_problem(ego, lane_set)
         if reason is not None:
             self._memory = None
-            return self._fallback(ego, lane_set, reason, n_out, flags, t_start, st.mode, seed, timestamp)
+            return self._fallback(ego, lane_set, reason, n_out, flags, t_start, pmode, seed, timestamp)
 
         rows = build_rows([ego], [history], [nbrs], lane_set, self.loaded.inputs,
                           history=self.loaded.history, steps=self.loaded.steps, dt=self.dt,
                           max_neighbours=self.config.max_neighbours,
                           radius=self.config.neighbour_radius,
-                          min_slots=self.config.max_neighbours if self.config.compile else 1)
+                          min_slots=self.config.max_neighbours if self.config.compile else 1,
+                          headways=self._headways([headway]))
         if rows.padded[0]:
             flags.append("history_padded")
         if sum(1 for b in nbrs if np.hypot(*(b.centre - ego.centre)) <= self.config.neighbour_radius) \
                 > self.config.max_neighbours:
             flags.append("neighbours_truncated")
-        gen = torch.Generator().manual_seed(int(seed))
         warm = None
-        if st.mode == "min_cost":
+        if pmode == "min_cost":
             memory = warm_start.latent if isinstance(warm_start, Trajectory) else (
                 self._memory if (warm_start if warm_start is not None else self.config.warm_start) else None)
             warm = self._shifted(memory, timestamp, rows.cond["x0"]) if memory is not None else None
             if warm is not None:
                 flags.append("warm_start")
+        weight = cfg.interaction_weight if self.config.interaction else 0.0
 
-        cond = dict(rows.cond)
-        if self.config.interaction:
-            weight = self.config.interaction_weight
-            cond["pair_weight"] = torch.tensor(float(self.loaded.search.interaction_weight
-                                                     if weight is None else weight))
-            cond["margin"] = torch.full((1, 2), float(self.config.safety_margin))
+        def make_energy(c):
+            return RowEnergy(self.model, c, fixed_weight=weight, margin=self.config.safety_margin,
+                             compile=self.config.compile)
 
-        def make_energy(copies):
-            return AgentEnergy(self.model, {key: (v.expand((copies,) + v.shape[1:]) if v.dim() else v)
-                                            for key, v in cond.items()}, self.config.compile)
-
-        energy, res, _ = self._search(make_energy, 1, st, gen, deadline, warm)
-        if res.deadline_hit:
+        res = search_rows(self.model, rows.cond, cfg, make_energy=make_energy,
+                          generator=torch.Generator().manual_seed(seed), deadline=deadline,
+                          extra_starts=None if warm is None else warm[:, None],
+                          chains=cfg.samples if pmode == "min_cost" else 1)
+        if res["deadline_hit"]:
             flags.append("deadline")
-        e, c, states, u = self._result(energy, res)
+        e, c, states, u = (res[k][0] for k in ("energy", "cost", "states", "controls"))
         finite = torch.isfinite(e) & torch.isfinite(states).flatten(1).all(1)
         if not bool(finite.any()):
             self._memory = None
-            return self._fallback(ego, lane_set, "model_nonfinite", n_out, flags, t_start, st.mode,
+            return self._fallback(ego, lane_set, "model_nonfinite", n_out, flags, t_start, pmode,
                                   seed, timestamp)
         e = torch.where(finite, e, torch.full_like(e, math.inf))
         best = int(torch.argmin(e))
         world = self._to_world(states, rows.origin[0])
-        traj = Trajectory(
-            t=np.arange(1, self.loaded.steps + 1) * self.dt, positions=world[best, :, :2],
-            headings=world[best, :, 3], speeds=world[best, :, 2], accelerations=world[best, :, 4],
-            steering=world[best, :, 5], controls=u[best].double().numpy(), cost=float(c[best]),
-            energy=float(e[best]), start=ego, mode=st.mode, iterations=res.iterations, seed=int(seed),
-            timestamp=timestamp,
-            latent={"levels": self.model.param.levels(res.z[best:best + 1])[0].numpy(),
-                    "timestamp": timestamp})
+        traj = self._trajectory(world[best], u[best], c[best], e[best], rows.states[0], pmode,
+                                res["iterations"], seed, timestamp)
+        traj.latent = {"levels": self.model.param.levels(res["z"][0, best:best + 1])[0].numpy(),
+                       "timestamp": timestamp}
         if return_samples:
             traj.samples = TrajectorySamples(world[:, :, :2], world[:, :, 3], world[:, :, 2],
                                              c.double().numpy(), e.double().numpy())
@@ -355,6 +328,15 @@ class Planner:
         traj.flags = tuple(flags)
         traj.elapsed_s = time.perf_counter() - t_start
         return traj
+
+    def _trajectory(self, world: np.ndarray, u, cost, energy, start: AgentState, mode: str,
+                    iterations: int, seed: int, timestamp=None) -> Trajectory:
+        """A Trajectory from world-frame states (T, 6), controls (T, 2) and its energy."""
+        return Trajectory(t=np.arange(1, len(world) + 1) * self.dt, positions=world[:, :2],
+                          headings=world[:, 3], speeds=world[:, 2], accelerations=world[:, 4],
+                          steering=world[:, 5], controls=u.double().numpy(), cost=float(cost),
+                          energy=float(energy), start=start, mode=mode, iterations=iterations,
+                          seed=seed, timestamp=timestamp)
 
     def _lane_problem(self, ego: AgentState, lanes: LaneSet) -> str | None:
         if len(lanes) == 0:
@@ -430,23 +412,26 @@ class Planner:
                 time_budget: float | None = None) -> list[Trajectory]:
         """Predict every agent of ``scene`` (one :class:`Trajectory` per agent, scene order).
 
-        ``joint=True``: one search over all agents' controls at once, each agent's neighbours
-        being the others' current trajectories, plus the pair overlap penalty; the returned set
-        is the copy (of K) with the lowest joint energy. ``joint=False``: each agent on its own
+        ``joint=True``: one search over all agents' controls at once (the training code's joint
+        prediction, :func:`ebmtraj.prediction.predict` with ``joint=True``), each agent's
+        ``max_neighbours`` nearest neighbours within ``neighbour_radius`` being the others'
+        current trajectories, plus the pair overlap and same-lane order penalties; the minimum-cost
+        search keeps or replaces the whole scene, and the returned set is the copy (of K) with
+        the lowest joint energy. Memory and time grow linearly with the agents. Scene agents
+        may carry ``headway`` (see :meth:`plan`). ``joint=False``: each agent on its own
         against the others' constant-velocity extrapolations (batched). Agents off every lane get
         a flagged fallback and stay constant-velocity neighbours of the others
         (``on_bad_input='raise'`` raises instead)."""
         t_start = time.perf_counter()
-        budget = time_budget if time_budget is not None else self.config.time_budget
-        deadline = None if budget is None else t_start + budget
+        deadline = self._deadline(t_start, time_budget)
         if scene is None or not getattr(scene, "agents", None):
             raise PlannerInputError("scene has no agents to predict")
         states = [as_state(a.state, f"scene.agents[{i}]") for i, a in enumerate(scene.agents)]
-        hists = [a.history for a in scene.agents]
         n_out, extend = self._horizon_steps(horizon)
         lane_set = LaneSet.from_any(scene.lanes)
-        seed = self.config.seed if seed is None else seed
-        st = self.settings(mode, samples, steps, opt_steps)
+        seed = int(self.config.seed if seed is None else seed)
+        cfg = self.settings(mode, samples, steps, opt_steps, seed)
+        pmode = mode or self.config.mode
         A = len(states)
         reasons = []
         for s in states:
@@ -458,60 +443,51 @@ class Planner:
         out: list[Trajectory | None] = [None] * A
         for i in range(A):
             if reasons[i] is not None:
-                out[i] = self._fallback(states[i], lane_set, reasons[i], n_out, [], t_start, st.mode,
-                                        seed, None)
+                out[i] = self._fallback(states[i], lane_set, reasons[i], n_out, [], t_start, pmode, seed, None)
         if not active:
             return out
-        others = [[states[j] for j in range(A) if j != i] for i in active]
-        other_ids = [[j for j in range(A) if j != i] for i in active]
-        rows = build_rows([states[i] for i in active], [hists[i] for i in active], others, lane_set,
-                          self.loaded.inputs, history=self.loaded.history, steps=self.loaded.steps,
-                          dt=self.dt, max_neighbours=A - 1 if joint else self.config.max_neighbours,
-                          radius=math.inf if joint else self.config.neighbour_radius)
-        gen = torch.Generator().manual_seed(int(seed))
-        T, n = self.loaded.steps, len(active)
-        if joint:
-            pos = {j: r for r, j in enumerate(active)}
-            nbr = torch.full(rows.neighbours.shape, -1, dtype=torch.long)
-            for r in range(n):
-                for m, idx in enumerate(rows.neighbours[r]):
-                    if idx >= 0:
-                        nbr[r, m] = pos.get(other_ids[r][idx], -1)
-            weight = self.config.interaction_weight
-            weight = self.loaded.search.interaction_weight if weight is None else weight
-
-            def make_energy(copies):
-                return JointEnergy(self.model, rows.cond, rows.origin, nbr, copies, weight,
-                                   self.config.compile)
-        else:
-            def make_energy(copies):
-                return AgentEnergy(self.model, {key: v.repeat((copies,) + (1,) * (v.dim() - 1))
-                                                for key, v in rows.cond.items()}, self.config.compile)
-
-        energy, res, k = self._search(make_energy, n, st, gen, deadline)
-        e, c, sts, u = self._result(energy, res)
-        e, c = e.view(k, n), c.view(k, n)
-        total = torch.where(torch.isfinite(e), e, torch.full_like(e, math.inf)).sum(1)
+        rows, groups = self._scene_rows(scene, states, active, lane_set, joint)
+        weight = cfg.interaction_weight if joint else 0.0
+        make = lambda c: RowEnergy(self.model, c, joint_weight=weight, compile=self.config.compile)
+        res = search_rows(self.model, rows.cond, cfg, make_energy=make, groups=groups,
+                          generator=torch.Generator().manual_seed(seed), deadline=deadline)
+        e, k = res["energy"], res["energy"].shape[1]
+        total = torch.where(torch.isfinite(e), e, torch.full_like(e, math.inf)).sum(0)     # (K,)
         best = int(torch.argmin(total))
-        sts, u = sts.view(k, n, T, 6)[best], u.view(k, n, T, 2)[best]
+        flags = ["joint" if joint else "independent"] + (["deadline"] if res["deadline_hit"] else []) \
+            + (["extended_beyond_trained_horizon"] if extend else [])
         elapsed = time.perf_counter() - t_start
         for r, i in enumerate(active):
-            if not (torch.isfinite(e[best, r]) and torch.isfinite(sts[r]).all()):
+            sts = res["states"][r, best]
+            if not (torch.isfinite(e[r, best]) and torch.isfinite(sts).all()):
                 out[i] = self._fallback(states[i], lane_set, "model_nonfinite", n_out, [], t_start,
-                                        st.mode, seed, None)
+                                        pmode, seed, None)
                 continue
-            w = self._to_world(sts[r:r + 1], rows.origin[r])[0]
-            traj = Trajectory(t=np.arange(1, T + 1) * self.dt, positions=w[:, :2], headings=w[:, 3],
-                              speeds=w[:, 2], accelerations=w[:, 4], steering=w[:, 5],
-                              controls=u[r].double().numpy(), cost=float(c[best, r]),
-                              energy=float(e[best, r]), start=states[i], mode=st.mode,
-                              iterations=res.iterations, seed=int(seed))
+            w = self._to_world(sts[None], rows.origin[r])[0]
+            traj = self._trajectory(w, res["controls"][r, best], res["cost"][r, best], e[r, best],
+                                    rows.states[r], pmode, res["iterations"], seed)
             traj = self._fit_horizon(traj, n_out, states[i])
-            flags = ["joint" if joint else "independent"]
-            flags += ["history_padded"] if rows.padded[r] else []
-            flags += ["deadline"] if res.deadline_hit else []
-            flags += ["extended_beyond_trained_horizon"] if extend else []
-            traj.flags = tuple(flags)
+            traj.flags = tuple(flags + (["history_padded"] if rows.padded[r] else []))
             traj.elapsed_s = elapsed
             out[i] = traj
         return out
+
+    def _scene_rows(self, scene, states, active, lane_set, joint):
+        """The rows of a scene's active agents, with live neighbour slots when ``joint``, and
+        their groups (one scene: all zero; None when independent)."""
+        others = [[states[j] for j in range(len(states)) if j != i] for i in active]
+        other_ids = [[j for j in range(len(states)) if j != i] for i in active]
+        rows = build_rows([states[i] for i in active], [scene.agents[i].history for i in active], others,
+                          lane_set, self.loaded.inputs, history=self.loaded.history,
+                          steps=self.loaded.steps, dt=self.dt, max_neighbours=self.config.max_neighbours,
+                          radius=self.config.neighbour_radius,
+                          headways=self._headways([getattr(scene.agents[i], "headway", None) for i in active]))
+        if not joint:
+            return rows, None
+        n = len(active)
+        pos = {j: r for r, j in enumerate(active)}
+        nbr = torch.tensor([[pos.get(other_ids[r][m], -1) if m >= 0 else -1 for m in rows.neighbours[r]]
+                            for r in range(n)], dtype=torch.int64).view(rows.neighbours.shape)
+        rows.cond.update(pair_index(torch.zeros(n, dtype=torch.int64), torch.arange(n), nbr,
+                                    torch.as_tensor(rows.origin)))
+        return rows, torch.zeros(n, dtype=torch.int64)

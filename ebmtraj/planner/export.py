@@ -16,8 +16,8 @@ off) and the ego's footprint margin ``margin`` (K, 2) [m]; ``z_offset`` (K, T, 2
 nominal, z = 0); ``adam``: ``steps`` Adam steps at rate ``lr`` (the minimum-cost search), else
 ``steps`` noise-free Langevin steps of ``step_size``. Outputs: the lowest-energy z seen per
 chain (K, T, 2), its energy and cost (K,) and rolled-out states (K, T, 6) in the agent frame.
-The loop is the Python planner's minimum-cost search (:mod:`ebmtraj.planner.search`) with the
-same per-chain gradient bound. Shapes are fixed at export: K chains, M neighbour slots (pad
+The loop is the minimum-cost search of :mod:`ebmtraj.search` (its start, Adam update and
+gradient bound, scripted). Shapes are fixed at export: K chains, M neighbour slots (pad
 with ``nbr_valid = 0``), L lanes x P points (the checkpoint's input config). The anytime
 deadline, the warm start and the sampling mode stay on the Python side.
 
@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..prediction import row_forward
+from ..search import adam_update, clip_rows, solve_start, straight_jacobians
 from .core import Planner, as_state
-from .energy import agent_forward
 from .inputs import LaneSet, build_rows
 from .types import Trajectory
 
@@ -64,9 +65,9 @@ class _CostGraph(nn.Module):
         cond = {"x0": x0, "v_hist": v_hist, "lane_pts": lane_pts, "lane_seg": lane_seg,
                 "lane_hw": lane_hw, "nbr_pos": nbr_pos, "nbr_vel": nbr_vel, "nbr_size": nbr_size,
                 "nbr_valid": nbr_valid, "size": size, "ref": ref, "nbr_heading": nbr_heading,
-                "pair_weight": pair_weight, "margin": margin, "nominal": nominal}
+                "nominal": nominal}
         enc = (enc_ref, enc_log_sigma) if self.model.cost.use_neural else None
-        return agent_forward(self.model, z, cond, enc)[0]
+        return row_forward(self.model, z, cond, enc, 0.0, pair_weight, margin)[0]
 
 
 class _SearchLoop(nn.Module):
@@ -82,26 +83,7 @@ class _SearchLoop(nn.Module):
         self.register_buffer("jac_a", jac_a.double())
         self.register_buffer("jac_s", jac_s.double())
         self.v_ref = v_ref
-
-    def reference_start(self, x0, enc_ref, enc_ls):
-        B, T = enc_ref.shape[0], enc_ref.shape[1]
-        prec = torch.exp(-2.0 * enc_ls.double()).expand(B, T, 2)
-        lam = 0.0
-        if self.sigma > 0:
-            lam = 1.0 / (self.sigma * self.sigma)
-        eye = torch.eye(T, dtype=torch.float64)
-        scale = x0[:, 2].double().clamp_min(2.0) / self.v_ref
-        out: List[torch.Tensor] = []
-        for c in range(2):
-            if c == 0:
-                Jb = self.jac_a.unsqueeze(0).expand(B, T, T)
-            else:
-                Jb = self.jac_s.unsqueeze(0) * scale.view(-1, 1, 1)
-            JtW = Jb.transpose(1, 2) * prec[:, :, c].unsqueeze(1)
-            A = JtW @ Jb + (lam + 1e-6) * eye
-            b = JtW @ enc_ref[:, :, c].double().unsqueeze(-1)
-            out.append(torch.linalg.solve(A, b)[:, :, 0])
-        return torch.stack(out, -1).to(x0.dtype)
+        self.lam = 1.0 / (sigma * sigma) if sigma > 0 else 0.0
 
     def forward(self, x0, hist, ctx, v_hist, lane_pts, lane_seg, lane_hw, nbr_pos, nbr_vel,
                 nbr_size, nbr_valid, size, ref, nbr_heading, pair_weight, margin, z_offset,
@@ -112,7 +94,7 @@ class _SearchLoop(nn.Module):
         enc_ref, enc_ls = enc[0].detach(), enc[1].detach()
         z = z_offset.detach().clone()
         if reference:
-            z = z + self.reference_start(x0, enc_ref, enc_ls)
+            z = z + solve_start(self.jac_a, self.jac_s, x0[:, 2], enc_ref, enc_ls, self.lam, self.v_ref)
         drift = 0.5 * step_size * step_size
         best_z = z.clone()
         best_e = torch.full([z.shape[0]], math.inf)
@@ -128,9 +110,7 @@ class _SearchLoop(nn.Module):
             g = grads[0]
             assert g is not None
             cost = cost.detach()
-            if self.clip > 0:
-                norm = torch.linalg.vector_norm(g.flatten(1), 2.0, [1]).clamp_min(1e-12)
-                g = g * (self.clip / norm).clamp(max=1.0).view(-1, 1, 1)
+            g = clip_rows(g, self.clip)
             energy = cost
             if self.sigma > 0:
                 g = g + z / (self.sigma * self.sigma)
@@ -141,12 +121,8 @@ class _SearchLoop(nn.Module):
             best_c = torch.where(better, cost, best_c)
             if i == steps:
                 break
-            if adam:       # torch.optim.Adam's update (betas 0.9, 0.999; eps 1e-8)
-                t = float(i + 1)
-                m = torch.lerp(m, g, 0.1)
-                v = v * 0.999 + (1.0 - 0.999) * g * g
-                denom = (v.sqrt() / math.sqrt(1.0 - 0.999 ** t)) + 1e-8
-                z = z - (lr / (1.0 - 0.9 ** t)) * m / denom
+            if adam:
+                z, m, v = adam_update(z, g, m, v, i + 1, lr)
             else:
                 z = z - drift * g
         states = self.graph.rollout(best_z, x0).detach()
@@ -196,12 +172,11 @@ def export_planner(planner: Planner, path: str | Path, *, chains: int = 1, neigh
 
 
 def _script(traced, loaded):
-    from .start import ReferenceStart
+    from ..search import V_REF
 
-    refstart = ReferenceStart(loaded.model)
+    jac_a, jac_s = straight_jacobians(loaded.model, V_REF)
     loop = _SearchLoop(traced, float(loaded.model.sigma_ref or 0.0),
-                       float(loaded.model.grad_clip or 0.0), refstart.jac[0], refstart.jac[1],
-                       refstart.v_ref)
+                       float(loaded.model.grad_clip or 0.0), jac_a, jac_s, V_REF)
     return torch.jit.script(loop)
 
 

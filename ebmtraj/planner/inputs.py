@@ -1,22 +1,22 @@
 """Planner inputs -> the agent-frame tensors the learned cost reads.
 
-The tensors are those of :func:`ebmtraj.cost_inputs.build_inputs` (same keys, shapes and
-construction: nearest lanes sampled along travel, neighbours extrapolated at constant velocity,
-the scene context of :func:`ebmtraj.cost_inputs.context`), built here from live states instead
-of recorded scenes. One difference: where the caller gives the agent's current state, it is
-used as is; training estimated it from the history (:func:`ebmtraj.cost_inputs.causal_fit`),
-which :func:`fit_state` reproduces for callers that have positions only.
+The tensors are assembled by :func:`ebmtraj.cost_inputs.assemble_rows`, the function that also
+builds the training rows from recorded scenes (same lane sampler, neighbour extrapolation,
+context and virtual leaders). As in training, each row starts from the state estimated from its
+history positions (:func:`ebmtraj.cost_inputs.estimate_state`, acceleration and steering
+clipped); a padded (too short) history uses the caller's state with the same clips.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import shapely
 import torch
 from shapely.geometry import LineString
 
-from ..cost_inputs import InputConfig, context, estimate_state
+from ..cost_inputs import (InputConfig, Neighbours, assemble_rows, clip_controls, estimate_state,
+                           sample_lanes, to_recording_frame)
 from .types import AgentState, PlannerInputError
 
 DEFAULT_LANE_WIDTH = 3.7  # m, where a lane comes without one
@@ -86,30 +86,8 @@ class LaneSet:
         return (self.distances(xy) - self.widths[None] / 2).min(1)
 
     def sample(self, p0: np.ndarray, cfg: InputConfig):
-        """Centre-line samples (n, L, P, 2), filled (n, L) and half widths (n, L) of the
-        ``cfg.lanes`` nearest lanes within ``cfg.lane_radius`` of each point p0 (n, 2), from
-        ``lane_behind`` m behind to ``lane_ahead`` m ahead of its projection (as in training)."""
-        n, L, P = len(p0), cfg.lanes, cfg.lane_points
-        pts = np.zeros((n, L, P, 2))
-        hw = np.full((n, L), 1.8)
-        filled = np.zeros((n, L), bool)
-        if len(self) == 0 or n == 0:
-            return pts, filled, hw
-        geo = shapely.points(p0[:, 0], p0[:, 1])
-        dist = self.distances(p0)
-        order = np.argsort(dist, axis=1, kind="stable")[:, :L]
-        offsets = np.linspace(-cfg.lane_behind, cfg.lane_ahead, P)
-        for row in range(n):
-            for slot, j in enumerate(order[row]):
-                if dist[row, j] > cfg.lane_radius:
-                    continue
-                line = self.lines[j]
-                s0 = shapely.line_locate_point(line, geo[row])
-                st = np.clip(s0 + offsets, 0.0, line.length)
-                pts[row, slot] = shapely.get_coordinates(shapely.line_interpolate_point(line, st))
-                hw[row, slot] = self.widths[j] / 2.0
-                filled[row, slot] = True
-        return pts, filled, hw
+        """:func:`ebmtraj.cost_inputs.sample_lanes` of these lanes at points p0 (n, 2)."""
+        return sample_lanes(self.lines, self.widths, p0, cfg)
 
 
 # ----------------------------------------------------------------------------- agents
@@ -163,21 +141,10 @@ def fit_state(history, dt: float = 0.1, cfg: InputConfig | None = None,
                       float(est["speed"]), float(est["accel"]), float(est["steer"]), length, width, ref)
 
 
-def _rotate(xy: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    """World -> agent frame for each row: xy (N, ..., 2), origin (N, 3) = x, y, heading."""
-    shape = (-1,) + (1,) * (xy.ndim - 2)
-    c, s = np.cos(origin[:, 2]).reshape(shape), np.sin(origin[:, 2]).reshape(shape)
-    d = xy - origin[:, :2].reshape((-1,) + (1,) * (xy.ndim - 2) + (2,))
-    return np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], axis=-1)
-
-
 def to_world(xy: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    """Agent frame -> world: xy (N, ..., 2), origin (N, 3)."""
-    shape = (-1,) + (1,) * (xy.ndim - 2)
-    c, s = np.cos(origin[:, 2]).reshape(shape), np.sin(origin[:, 2]).reshape(shape)
-    x = c * xy[..., 0] - s * xy[..., 1] + origin[:, 0].reshape(shape)
-    y = s * xy[..., 0] + c * xy[..., 1] + origin[:, 1].reshape(shape)
-    return np.stack([x, y], axis=-1)
+    """Agent frame -> world: xy (N, ..., 2), origin (N, 3) (numpy, float64)."""
+    return to_recording_frame(torch.as_tensor(np.asarray(xy, dtype=float)),
+                              torch.as_tensor(np.asarray(origin, dtype=float))).numpy()
 
 
 @dataclass
@@ -189,71 +156,99 @@ class RowInputs:
     neighbours: np.ndarray      # (N, M) int: index into the row's neighbour list, -1 empty
     padded: np.ndarray          # (N,) bool: history padded
     edge_excess: np.ndarray     # (N,) m beyond the nearest lane edge (inf: no lanes)
+    states: list                # N AgentStates the rows start from (estimated from the history)
+
+
+def row_state(state: AgentState, hist: np.ndarray, padded: bool, cfg: InputConfig,
+              dt: float) -> dict:
+    """The state a row starts from, as training builds it: estimated from the history positions
+    (:func:`ebmtraj.cost_inputs.estimate_state`, acceleration and steering clipped); from a
+    padded history, the caller's state with the same clips. Keys of ``estimate_state``."""
+    if not padded:
+        return estimate_state(hist, dt, cfg)
+    accel, steer = clip_controls(state.speed, state.accel, state.steering, cfg)
+    unit = np.array([np.cos(state.heading), np.sin(state.heading)])
+    return {"pos": np.array([state.x, state.y]), "vel": state.speed * unit, "speed": state.speed,
+            "heading": state.heading, "accel": float(accel), "steer": float(steer)}
+
+
+def nearest(state: AgentState, others: list[AgentState], max_neighbours: int, radius: float) -> list[int]:
+    """Indices of the ``max_neighbours`` others whose centres are nearest the state's, within
+    ``radius`` m, nearest first."""
+    if not others:
+        return []
+    cen = np.array([b.centre for b in others])
+    d = np.hypot(*(cen - state.centre).T)
+    keep = np.flatnonzero(d <= radius)
+    return list(keep[np.argsort(d[keep], kind="stable")][:max_neighbours])
 
 
 def build_rows(states: list[AgentState], histories: list, neighbour_lists: list[list[AgentState]],
                lanes: LaneSet, cfg: InputConfig, *, history: int, steps: int, dt: float = 0.1,
-               max_neighbours: int = 5, radius: float = 30.0, min_slots: int = 1) -> RowInputs:
-    """The cost inputs of N agents (rows) with their own neighbours.
+               max_neighbours: int = 5, radius: float = 30.0, min_slots: int = 1,
+               headways: list | None = None) -> RowInputs:
+    """The cost inputs of N agents (rows) with their own neighbours, assembled by
+    :func:`ebmtraj.cost_inputs.assemble_rows` as for recorded scenes.
 
     ``states``: N agent states; ``histories``: N (H, 2) arrays or None; ``neighbour_lists``:
     for each row, the other vehicles (current states, extrapolated at constant velocity). Of
-    those, the ``max_neighbours`` nearest within ``radius`` m of the row's agent fill the
-    neighbour slots (as in the training scenes); at least ``min_slots`` slots exist (empty ones
-    are masked by ``nbr_valid``)."""
-    n, T = len(states), steps
-    origin = np.array([[s.x, s.y, s.heading] for s in states], dtype=float).reshape(n, 3)
+    those, the ``max_neighbours`` nearest within ``radius`` m fill the neighbour slots; at least
+    ``min_slots`` slots exist (empty ones are masked by ``nbr_valid``). ``headways``: N (H,)
+    recorded front-to-front distances [m] to each agent's leader (a virtual leader slot), or
+    None."""
+    n = len(states)
     hist = np.zeros((n, history, 2))
     padded = np.zeros(n, bool)
     for i, (s, h) in enumerate(zip(states, histories)):
         hist[i], padded[i] = check_history(h, s, history, f"agent {i}" if n > 1 else "ego", dt)
-    tgrid = np.arange(1, T + 1) * dt
-    chosen = []
-    for i, (s, nbrs) in enumerate(zip(states, neighbour_lists)):
-        if not nbrs:
-            chosen.append([])
-            continue
-        cen = np.array([b.centre for b in nbrs])
-        d = np.hypot(cen[:, 0] - s.x, cen[:, 1] - s.y)
-        keep = np.flatnonzero(d <= radius)
-        chosen.append(list(keep[np.argsort(d[keep], kind="stable")][:max_neighbours]))
+    ests = [row_state(s, hist[i], padded[i], cfg, dt) for i, s in enumerate(states)]
+    est = {k: np.stack([np.asarray(e[k], dtype=float) for e in ests]) for k in ests[0]}
+    chosen = [nearest(s, nbrs, max_neighbours, radius) for s, nbrs in zip(states, neighbour_lists)]
     M = max([min_slots] + [len(c) for c in chosen])
-    npos = np.zeros((n, M, T, 2))
-    nvel = np.zeros((n, M, 2))
-    nsize = np.zeros((n, M, 2))
-    nvalid = np.zeros((n, M))
-    nhead = np.zeros((n, M))
+    nbrs = Neighbours(np.zeros((n, M, 2)), np.zeros((n, M, 2)), np.zeros((n, M)), np.zeros((n, M, 2)),
+                      np.zeros((n, M), bool))
     nidx = np.full((n, M), -1, dtype=np.int64)
     for i, c in enumerate(chosen):
         for m, j in enumerate(c):
             b = neighbour_lists[i][j]
-            v = b.speed * np.array([np.cos(b.heading), np.sin(b.heading)])
-            npos[i, m] = b.centre[None] + v[None] * tgrid[:, None]
-            nvel[i, m], nsize[i, m], nvalid[i, m], nidx[i, m] = v, (b.length, b.width), 1.0, j
-            nhead[i, m] = b.heading - origin[i, 2]
-    c, s_ = np.cos(origin[:, 2]), np.sin(origin[:, 2])
-    npos_a = np.where(nvalid[..., None, None] > 0, _rotate(npos.reshape(n, -1, 2), origin).reshape(n, M, T, 2), 0.0)
-    nvel_a = np.stack([c[:, None] * nvel[..., 0] + s_[:, None] * nvel[..., 1],
-                       -s_[:, None] * nvel[..., 0] + c[:, None] * nvel[..., 1]], -1)
-    lane_pts, lane_ok, lane_hw = lanes.sample(origin[:, :2], cfg)
-    L, P = cfg.lanes, cfg.lane_points
-    lane_pts = _rotate(lane_pts.reshape(n, -1, 2), origin).reshape(n, L, P, 2)
-    seg_len = np.linalg.norm(np.diff(lane_pts, axis=2), axis=-1)
-    lane_seg = lane_ok[..., None] & (seg_len > 0.5)
-    lane_pts = np.where(lane_ok[..., None, None], lane_pts, 0.0)
-    hist_a = _rotate(hist, origin)
-    v_hist = (np.linalg.norm(np.diff(hist, axis=1), axis=-1) / dt).mean(1)
-    x0 = np.zeros((n, 6))
-    x0[:, 2] = [s.speed for s in states]
-    x0[:, 4] = [s.accel for s in states]
-    x0[:, 5] = [s.steering for s in states]
-    out = {"x0": x0, "hist": hist_a, "v_hist": v_hist, "lane_pts": lane_pts, "lane_seg": lane_seg,
-           "lane_hw": lane_hw, "nbr_pos": npos_a, "nbr_vel": np.repeat(nvel_a[:, :, None], T, 2),
-           "nbr_size": nsize, "nbr_valid": nvalid, "nbr_heading": nhead,
-           "size": np.array([[s.length, s.width] for s in states], dtype=float).reshape(n, 2),
-           "ref": np.array([s.ref for s in states], dtype=float)}
-    cond = {k: torch.as_tensor(v, dtype=torch.bool if v.dtype == bool else torch.float32)
-            for k, v in out.items()}
-    cond["ctx"] = context(cond, cfg)
+            nbrs.centre[i, m], nbrs.heading[i, m] = b.centre, b.heading
+            nbrs.vel[i, m] = b.speed * np.array([np.cos(b.heading), np.sin(b.heading)])
+            nbrs.size[i, m], nbrs.valid[i, m], nidx[i, m] = (b.length, b.width), True, j
+    size = np.array([[s.length, s.width] for s in states], dtype=float).reshape(n, 2)
+    ref = np.array([s.ref for s in states], dtype=float)
+    hw = None if headways is None else np.stack([_headway(h, history, i) for i, h in enumerate(headways)])
+    cond = assemble_rows(hist, est, size, ref, nbrs, lanes.sample(est["pos"], cfg), cfg, dt, steps, hw)
+    origin = cond.pop("origin").numpy()
+    if hw is not None:
+        nidx = np.concatenate([nidx, np.full((n, 1), -1)], 1)
+    starts = [replace(s, x=float(e["pos"][0]), y=float(e["pos"][1]), heading=float(e["heading"]),
+                      speed=float(e["speed"]), accel=float(e["accel"]), steering=float(e["steer"]))
+              for s, e in zip(states, ests)]
     centres = np.array([s.centre for s in states]).reshape(n, 2)
-    return RowInputs(cond, origin, nidx, padded, lanes.edge_excess(centres))
+    return RowInputs(cond, origin, nidx, padded, lanes.edge_excess(centres), starts)
+
+
+def _headway(h, frames: int, i: int) -> np.ndarray:
+    """The last ``frames`` recorded headways [m] of row i (missing older ones: NaN)."""
+    if h is None:
+        return np.full(frames, np.nan)
+    arr = np.asarray(h, dtype=float).ravel()
+    if arr.size == 0 or np.isinf(arr).any() or (arr[np.isfinite(arr)] < 0).any():
+        raise PlannerInputError(f"headway of agent {i}: expected (H,) finite distances >= 0 m "
+                                f"(NaN or 0: no leader), got {arr!r}")
+    arr = arr[-frames:]
+    return np.concatenate([np.full(frames - arr.size, np.nan), arr])
+
+
+def footprint_polygon(state: AgentState):
+    """The state's footprint rectangle (shapely Polygon, world frame)."""
+    c, (ca, sa) = state.centre, (np.cos(state.heading), np.sin(state.heading))
+    along, across = np.array([ca, sa]) * state.length / 2, np.array([-sa, ca]) * state.width / 2
+    return shapely.Polygon([c + along + across, c - along + across, c - along - across, c + along - across])
+
+
+def overlapping(a: AgentState, b: AgentState) -> bool:
+    """Whether the footprints of two vehicles overlap now."""
+    if np.hypot(*(a.centre - b.centre)) > 0.5 * (a.length + b.length + a.width + b.width):
+        return False
+    return bool(footprint_polygon(a).intersects(footprint_polygon(b)))

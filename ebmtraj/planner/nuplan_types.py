@@ -44,12 +44,12 @@ class TimePoint:
 
 @dataclass(frozen=True)
 class VehicleParameters:
-    width: float = 2.297
-    front_length: float = 4.049
-    rear_length: float = 1.127
-    wheel_base: float = 3.089
-    cog_position_from_rear_axle: float = 1.67
-    height: float = 1.777
+    width: float = 2.297                        # m
+    front_length: float = 4.049                 # m, rear axle to front bumper
+    rear_length: float = 1.127                  # m, rear axle to rear bumper
+    wheel_base: float = 3.089                   # m
+    cog_position_from_rear_axle: float = 1.67   # m
+    height: float = 1.777                       # m
     vehicle_name: str = "pacifica"
     vehicle_type: str = "gen1"
 

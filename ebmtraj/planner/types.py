@@ -87,10 +87,12 @@ class AgentState:
 
 @dataclass
 class SceneAgent:
-    """One agent of a :class:`Scene`: its current state and history positions (H, 2)."""
+    """One agent of a :class:`Scene`: its current state, history positions (H, 2) [m] and,
+    for checkpoints trained with virtual leaders, its recorded headway (H,) [m] to its leader."""
 
     state: AgentState
     history: np.ndarray | None = None
+    headway: np.ndarray | None = None
 
 
 @dataclass

@@ -15,6 +15,9 @@ from ebmtraj import ioc
 from ebmtraj.config import load
 from ebmtraj.cost_inputs import CTX_NAMES, future_states
 from ebmtraj.metrics import collision_rate
+from ebmtraj.interaction import pair_index
+from ebmtraj.prediction import RowEnergy
+from ebmtraj.search import reference_start
 
 from .ioc_helpers import real_scenes
 
@@ -97,7 +100,7 @@ def test_prediction_modes_shapes_and_seed(prepared):
         b = ioc.predict(model, cond, pc)
         assert torch.equal(a["z"], b["z"])
     # the minimum-cost search does lower the energy from where it starts
-    start = ioc.reference_start(model, cond)
+    start = reference_start(model, cond)
     e0 = model.energy(start, cond)
     e1 = ioc.predict(model, cond, ioc.PredictConfig(mode="adam", init="reference", opt_steps=20))["energy"][:, 0]
     assert (e1 <= e0 + 1e-4).all() and e1.mean() < e0.mean()
@@ -109,7 +112,7 @@ def test_reference_start_follows_the_references(prepared):
     moving = cond["x0"][:, 2] > 3.0
     with torch.no_grad():
         ref, _ = model.cost.neural.encode(cond)
-    z = ioc.reference_start(model, cond)
+    z = reference_start(model, cond)
     pos = model.rollout(z, cond)[0][..., :2]
     target = cond["nominal"] + ref
     err = (pos - target).norm(dim=-1)[moving]
@@ -184,16 +187,16 @@ def test_joint_energy_reduces_to_the_independent_one_without_neighbours(prepared
     for k in ("scene", "agent", "origin"):
         cond[k] = rows[k][sel]
     cond["nbr_agent"] = torch.full_like(rows["nbr_agent"][sel], -1)       # nobody predicted jointly
-    cond.update(ioc.pair_index(cond))
+    cond.update(pair_index(cond["scene"], cond["agent"], cond["nbr_agent"], cond["origin"]))
     z = 0.3 * torch.randn(10, model.cost.steps, 2)
-    joint = ioc.JointEnergy(model, 10.0)(z, cond)
+    joint = RowEnergy(model, cond, joint_weight=10.0).evaluate(z)[0]
     assert torch.allclose(joint, model.energy(z, cond), atol=1e-4)
 
 
 def test_save_and_load_round_trip(prepared, tmp_path):
     model = prepared["model"]
     path = ioc.save_model(model, tmp_path / "model.pt", {"model": ioc.ModelConfig().__dict__})
-    loaded, blob = ioc.load_model(path)
+    loaded, spec, blob = ioc.load_model(path)
     cond = {k: v[:5] for k, v in prepared["data"].items() if k != "x"}
     z = prepared["data"]["x"][:5]
     assert torch.allclose(loaded.energy(z, cond), model.energy(z, cond))

@@ -103,7 +103,7 @@ def test_loads_training_checkpoint(cache, planner):
     d = planner.loaded.search
     assert (d.steps, d.samples, d.init, d.opt_steps, d.adam_lr) == (12, 3, "mincost", 10, 0.05)
     st = planner.settings()
-    assert (st.mode, st.samples, st.opt_steps, st.steps) == ("min_cost", 1, 6, 6)
+    assert (st.mode, st.samples, st.opt_steps, st.steps) == ("adam", 1, 6, 6)
     assert st.step_size == pytest.approx(0.15 * (12 / 6) ** 0.5)     # equal drift
     assert not any(p.requires_grad for p in planner.model.parameters())
 
@@ -131,8 +131,8 @@ def test_plan_on_real_scene(cache, planner):
 @needs_data
 def test_planner_inputs_equal_training_inputs(cache, planner):
     """Built from live states, the cost's inputs (and energy) equal those training used."""
-    from ebmtraj.planner.energy import AgentEnergy
     from ebmtraj.planner.inputs import LaneSet, build_rows
+    from ebmtraj.prediction import RowEnergy
 
     sc, inp = cache["scenes"], cache["inputs"]
     for i in (0, 5, 11):
@@ -149,47 +149,38 @@ def test_planner_inputs_equal_training_inputs(cache, planner):
                 assert torch.allclose(mine["nbr_pos"][0, m], ref["nbr_pos"][0, k], atol=2e-3)
                 assert torch.allclose(mine["nbr_size"][0, m], ref["nbr_size"][0, k])
         keys = [k for k in mine if k in ref]
-        assert set(mine) - set(keys) == {"nbr_heading"}     # the planner's extra (for the pair term)
-        e_mine = AgentEnergy(planner.model, {k: mine[k] for k in keys}).evaluate(torch.zeros(1, 40, 2))[0]
-        ref_cond = {k: ref[k] for k in keys}
-        e_ref = AgentEnergy(planner.model, ref_cond).evaluate(torch.zeros(1, 40, 2))[0]
+        assert set(mine) == set(keys)                   # one list of input keys
+        e_mine = RowEnergy(planner.model, mine).evaluate(torch.zeros(1, 40, 2))[0]
+        e_ref = RowEnergy(planner.model, {k: ref[k] for k in keys}).evaluate(torch.zeros(1, 40, 2))[0]
         assert torch.allclose(e_mine, e_ref, rtol=1e-3, atol=1e-2)
 
 
 @needs_data
 def test_energy_and_search_match_the_engine(cache, planner):
-    """The planner's energy and gradient are IOCEnergy's; its loops are ebmcore's Langevin and
-    the training code's minimum-cost search (reference start, then Adam)."""
+    """The search energy and gradient are IOCEnergy's; Langevin in the anytime search is
+    ebmcore's; the minimum-cost search never ends above its start."""
     from ebmcore.sampling import langevin
-    from ebmtraj import ioc
-    from ebmtraj.planner.energy import AgentEnergy
-    from ebmtraj.planner.search import search
+    from ebmtraj.cost_inputs import COND_TENSORS
+    from ebmtraj.prediction import RowEnergy
+    from ebmtraj.search import anytime_search, reference_start
 
-    cond = {k: v[:4] for k, v in cache["inputs"].items() if k in (
-        "x0", "hist", "ctx", "v_hist", "lane_pts", "lane_seg", "lane_hw", "nbr_pos", "nbr_vel",
-        "nbr_size", "nbr_valid", "size", "ref")}
-    en = AgentEnergy(planner.model, cond)
+    cond = {k: v[:4] for k, v in cache["inputs"].items() if k in COND_TENSORS}
+    en = RowEnergy(planner.model, cond)
     z = torch.randn(4, 40, 2, generator=torch.Generator().manual_seed(1)) * 2.0
-    e, _, g = en.energy_and_grad(z)
+    e, g = en.energy_and_grad(z)
     zz = z.clone().requires_grad_(True)
     e_ref = planner.model.energy(zz, en.cond)
     (g_ref,) = torch.autograd.grad(e_ref.sum(), zz)
     assert torch.allclose(e, e_ref.detach(), rtol=1e-5, atol=1e-4)
     assert torch.allclose(g, g_ref, rtol=1e-4, atol=1e-5)
-    for noise in (False, True):
-        mine = search(en.energy_and_grad, z, steps=5, step_size=0.1, noise=noise,
-                      generator=torch.Generator().manual_seed(3)).z
-        ref = langevin(lambda x: planner.model.energy(x, en.cond), z, 5, 0.1,
-                       noise="constant" if noise else "off", generator=torch.Generator().manual_seed(3))
-        if noise:
-            assert torch.allclose(mine, ref, atol=1e-5)
-        else:   # min cost returns the best z seen; descent from here lowers the energy each step
-            assert (en.evaluate(mine)[0] <= en.evaluate(z)[0] + 1e-4).all()
-    start = planner._start(en, "mincost")
-    assert torch.allclose(start, ioc.reference_start(planner.model, en.cond), atol=1e-5)
-    mine = search(en.energy_and_grad, start, steps=6, optimiser="adam", lr=0.05)
-    ref = ioc.minimise(lambda x: planner.model.energy(x, en.cond), start, 6, 0.05)
-    assert torch.allclose(mine.z, ref, atol=1e-5)
+    mine = anytime_search(en.energy_and_grad, z, steps=5, optimiser="langevin", step_size=0.1,
+                          noise=True, generator=torch.Generator().manual_seed(3)).z
+    ref = langevin(lambda x: planner.model.energy(x, en.cond), z, 5, 0.1, noise="constant",
+                   generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(mine, ref, atol=1e-5)
+    start = reference_start(planner.model, en.cond)
+    best = anytime_search(en.energy_and_grad, start, steps=6, optimiser="adam", lr=0.05)
+    assert (best.energy <= en.evaluate(start)[0] + 1e-5).all() and best.iterations == 7
 
 
 @needs_data
@@ -264,17 +255,18 @@ def test_planner_checkpoint_round_trip_and_checks(cache, tmp_path):
     with pytest.raises(ConfigError, match="version"):
         Planner.from_checkpoint(tmp_path / "future.pt")
     blob = load_tensors(path)
-    blob["config"]["model"]["hidden"] = 32
+    blob["spec"]["model"]["hidden"] = 32
     save_tensors(blob, tmp_path / "wrong.pt")
     with pytest.raises(ConfigError, match="weights do not fit"):
         Planner.from_checkpoint(tmp_path / "wrong.pt")
     blob = load_tensors(path)
-    blob["config"]["model"]["dt"] = 0.2
+    blob["spec"]["model"]["dt"] = 0.2
     save_tensors(blob, tmp_path / "dt.pt")
     with pytest.raises(ConfigError, match="dt"):
         Planner.from_checkpoint(tmp_path / "dt.pt")
     blob = load_tensors(cache["path"])
     blob["config"] = {}
+    del blob["spec"]
     save_tensors(blob, tmp_path / "noconfig.pt")
     with pytest.raises(ConfigError, match="no model config"):
         Planner.from_checkpoint(tmp_path / "noconfig.pt")
@@ -313,7 +305,7 @@ def test_joint_prediction_on_real_scene(cache, planner):
 
 def test_joint_energy_overlap_penalty_shapes():
     """The pair penalty is positive for overlapping boxes, ~0 apart, for any batch size."""
-    from ebmtraj.planner.energy import _discs, overlap_penalty
+    from ebmtraj.interaction import discs as _discs, overlap_penalty
 
     B, M, T = 3, 2, 4
     centre = torch.zeros(B, T, 2)

@@ -59,12 +59,12 @@ def test_export_runs_without_the_python_package(cache, exported, tmp_path):  # n
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     out = torch.load(tmp_path / "out.pt")
-    from ebmtraj.planner.energy import AgentEnergy
-    from ebmtraj.planner.search import search
+    from ebmtraj.prediction import RowEnergy
+    from ebmtraj.search import anytime_search, reference_start
 
-    en = AgentEnergy(planner.model, {**cond, "pair_weight": extra[0], "margin": extra[1]})
-    start = planner._start(en, "mincost") + z0
-    ref = search(en.energy_and_grad, start, steps=8, optimiser="adam", lr=0.05)
+    en = RowEnergy(planner.model, cond, fixed_weight=10.0, margin=0.5)
+    start = reference_start(planner.model, en.cond, en.enc) + z0
+    ref = anytime_search(en.energy_and_grad, start, steps=8, optimiser="adam", lr=0.05)
     assert torch.allclose(out["z"], ref.z, atol=1e-5)
     assert torch.allclose(out["e"], ref.energy, rtol=1e-5, atol=1e-4)
     assert torch.allclose(out["s"], en.evaluate(ref.z)[2], atol=1e-4)

@@ -1,0 +1,115 @@
+"""Interaction between vehicles: disc footprints, overlap and same-lane order penalties, and the
+live neighbour slots of the joint multi-agent energy.
+
+Every function works in one row's agent frame (metres, radians). ``centre`` (N, T, 2) and
+``heading`` (N, T) are the row's own footprint centres and headings over the horizon, ``size``
+(N, 2) its length and width; ``nbr_*`` are the same for its M neighbour slots (N, M, ...);
+``live`` (N, M) bool marks filled slots.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def discs(centre: torch.Tensor, heading: torch.Tensor, size: torch.Tensor, n: int = 3):
+    """Centres (..., T, n, 2) and radius (...) of n discs covering each vehicle rectangle.
+
+    centre (..., T, 2), heading (..., T), size (..., 2) = length, width [m]."""
+    length, width = size[..., 0], size[..., 1]
+    step = (length - width).clamp_min(0.0) / (n - 1)                              # (...)
+    k = torch.arange(n, dtype=centre.dtype, device=centre.device) - (n - 1) / 2
+    along = (k * step[..., None])[..., None, :, None]                             # (..., 1, n, 1)
+    d = torch.stack([heading.cos(), heading.sin()], -1)[..., None, :]            # (..., T, 1, 2)
+    radius = torch.sqrt((width / 2) ** 2 + (step / 2) ** 2)
+    return centre[..., None, :] + along * d, radius
+
+
+def overlap_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live) -> torch.Tensor:
+    """sum over steps and disc pairs of softplus(overlap)^2 against live neighbours, (N,)."""
+    pa, ra = discs(centre, heading, size)                          # (N,T,n,2), (N,)
+    pb, rb = discs(nbr_centre, nbr_heading, nbr_size)              # (N,M,T,n,2), (N,M)
+    diff = pa[:, None, :, :, None, :] - pb[:, :, :, None, :, :]     # (N,M,T,n,n,2)
+    d = torch.sqrt((diff * diff).sum(-1) + 1e-6)
+    reach = (ra[:, None] + rb)[..., None, None, None]
+    over = F.softplus(reach - d, beta=8.0) ** 2
+    return (over.sum((2, 3, 4)) * live.to(over.dtype)).sum(1)
+
+
+def order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order,
+                  margin: float = 2.0) -> torch.Tensor:
+    """Same-lane gap keeping between each row's vehicle and its live neighbours, (N,).
+
+    ``order`` (N, M) = +1 where the neighbour started ahead, -1 behind. Along the row's heading,
+    the bumper gap in that order is ``order * lon - (L_a + L_b) / 2``; each step pays
+    ``softplus(margin - gap)^2`` times a soft same-lane weight. Unlike the symmetric overlap
+    penalty, its gradient always restores the initial order (the follower back, the leader on),
+    even from trajectories that pass through each other."""
+    c, s = heading.cos()[:, None], heading.sin()[:, None]                    # (N,1,T)
+    rel = nbr_centre - centre[:, None]                                        # (N,M,T,2)
+    lon = rel[..., 0] * c + rel[..., 1] * s
+    lat = -rel[..., 0] * s + rel[..., 1] * c
+    half = 0.5 * (size[:, None, 0] + nbr_size[..., 0])[..., None]
+    width = 0.5 * (size[:, None, 1] + nbr_size[..., 1])[..., None]
+    gap = order[..., None] * lon - half
+    same_lane = torch.sigmoid((width + 0.3 - torch.sqrt(lat * lat + 1e-6)) / 0.3)
+    pen = same_lane * F.softplus(margin - gap, beta=2.0) ** 2
+    return (pen.sum(-1) * live.to(pen.dtype)).sum(1)
+
+
+def pair_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live, order) -> torch.Tensor:
+    """The pair terms of the joint energy, (N,): overlap plus same-lane order."""
+    return (overlap_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live)
+            + order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order))
+
+
+def footprint(states: torch.Tensor, ref: torch.Tensor):
+    """Footprint centres (N, T, 2) and headings (N, T) of rolled-out states (N, T, 6) whose
+    position is the reference point ``ref`` (N,) [m] ahead of the centre."""
+    psi = states[..., 3]
+    head = torch.stack([psi.cos(), psi.sin()], -1)
+    return states[..., :2] - ref[:, None, None] * head, psi
+
+
+def pair_index(scene: torch.Tensor, agent: torch.Tensor, nbr_agent: torch.Tensor,
+               origin: torch.Tensor) -> dict:
+    """Live-slot indices of rows sorted by scene: per row and neighbour slot, the row holding
+    that neighbour (-1: none) and the rigid transform from its agent frame into this row's.
+
+    scene, agent (N,) int64; nbr_agent (N, M) int64 (-1: empty); origin (N, 3) = x, y [m],
+    heading [rad] of each row's agent frame. Returns ``nbr_row`` (N, M) int64, ``rel_angle``
+    (N, M) [rad] and ``rel_shift`` (N, M, 2) [m]."""
+    key = {(int(s), int(a)): i for i, (s, a) in enumerate(zip(scene.tolist(), agent.tolist()))}
+    row = torch.tensor([[key.get((int(s), int(b)), -1) if b >= 0 else -1 for b in bs]
+                        for s, bs in zip(scene.tolist(), nbr_agent.tolist())],
+                       dtype=torch.int64).view(nbr_agent.shape)
+    o = origin.double()
+    ob = o[row.clamp_min(0)]                                       # (N,M,3)
+    d = ob[..., :2] - o[:, None, :2]
+    c, s = o[:, None, 2].cos(), o[:, None, 2].sin()
+    shift = torch.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], -1)
+    return {"nbr_row": row, "rel_angle": (ob[..., 2] - o[:, None, 2]).float(), "rel_shift": shift.float()}
+
+
+def live_neighbours(cond: dict, centre: torch.Tensor, heading: torch.Tensor, speed: torch.Tensor):
+    """Neighbour slots filled with the other rows' *current* trajectories.
+
+    centre (N, T, 2), heading (N, T), speed (N, T) of every row in its own frame; ``cond`` holds
+    ``nbr_row``, ``rel_angle``, ``rel_shift`` (:func:`pair_index`) and the extrapolated
+    ``nbr_pos``/``nbr_vel``. Returns (nbr_pos (N,M,T,2), nbr_vel (N,M,T,2), nbr_heading (N,M,T),
+    live (N,M) bool) with live slots replaced, others kept."""
+    row = cond["nbr_row"]
+    live = row >= 0
+    r = row.clamp_min(0)
+    ang = cond["rel_angle"][..., None]                                  # (N,M,1)
+    ca, sa = ang.cos(), ang.sin()
+
+    def move(x):                                                       # rows' (N,T,2) -> (N,M,T,2)
+        xb = x[r]
+        return torch.stack([ca * xb[..., 0] - sa * xb[..., 1], sa * xb[..., 0] + ca * xb[..., 1]], -1)
+
+    head = torch.stack([heading.cos(), heading.sin()], -1)
+    lm = live[..., None, None]
+    pos = torch.where(lm, move(centre) + cond["rel_shift"][:, :, None], cond["nbr_pos"])
+    vel = torch.where(lm, move(speed[..., None] * head), cond["nbr_vel"])
+    return pos, vel, heading[r] + ang, live

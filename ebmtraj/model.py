@@ -1,0 +1,212 @@
+"""The EBM-IOC model: its configs, construction, and self-describing checkpoints.
+
+Training (:mod:`ebmtraj.ioc`), evaluation and the planner (:mod:`ebmtraj.planner`) build and
+load the model here; nothing in this module imports training code.
+
+A checkpoint (:func:`save_model`, read with :func:`load_model`) is written with
+:func:`ebmcore.io.save_tensors` and read back weights-only. Besides the weights it records
+everything needed to rebuild the training-time inputs and search (:class:`ModelSpec`): the
+model config, the input config (state estimate, lane sampling, virtual leaders), the
+prediction config, whether the model was trained with virtual leaders from recorded headways,
+and the history / future frame counts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from ebmcore.errors import ConfigError, DataError
+from ebmcore.io import load_tensors, save_tensors
+
+from .cost import ControlParam, IOCEnergy, TrajectoryCost
+from .cost_inputs import CTX_NAMES, InputConfig
+
+MODEL_FILE = "model.pt"
+MODEL_FORMATS = (1, 2)   # 1: before the spec section (read; the spec is derived from the config)
+MODEL_FORMAT = 2
+DT = 0.1                 # s: the step every consumer of a checkpoint assumes
+
+
+@dataclass
+class ModelConfig:
+    """The cost and its control coordinates."""
+
+    hidden: int = 64
+    knots: int = 9
+    init_weight: float = 0.1
+    sigma_ref: float = 3.0
+    basis: str = "whitened"
+    use_features: bool = True
+    use_neural: bool = True
+    wheelbase: float = 2.7
+    dt: float = 0.1
+    grad_clip: float | None = 50.0   # per-example bound on |dC/dz| seen by the sampler
+    whiten_shrink: float = 0.33      # z = 1 is this fraction of the demonstrations' control spread
+
+    def validate(self, prefix=""):
+        if self.basis not in ("whitened", "level", "increment"):
+            raise ConfigError(f"{prefix}basis must be whitened, level or increment, got {self.basis!r}")
+        if not (self.use_features or self.use_neural):
+            raise ConfigError(f"{prefix}use_features and use_neural cannot both be false")
+        if not 0 < self.whiten_shrink <= 10:
+            raise ConfigError(f"{prefix}whiten_shrink must be in (0, 10], got {self.whiten_shrink}")
+
+
+@dataclass
+class PredictConfig:
+    """How predictions are drawn from the learned energy (training, evaluation and planner).
+
+    ``init``: where search starts: 'nominal' (z = 0, constant velocity), 'reference' (the
+    closed-form start of :func:`ebmtraj.search.reference_start`) or 'mincost' (the reference
+    start, then ``opt_steps`` Adam steps: the minimum-cost z).
+    ``mode``: 'adam' (the minimum-cost trajectory: Adam on z for ``opt_steps`` from the start),
+    'descent' (Langevin with the noise off for ``steps``: gradient descent at the sampler's step)
+    or 'sample' (``samples`` Langevin chains of ``steps`` steps from the start plus
+    N(0, init_std^2)). ``interaction_weight``: the joint energy's pair penalties.
+    """
+
+    mode: str = "sample"
+    samples: int = 5
+    steps: int = 20
+    step_size: float = 0.15
+    init: str = "mincost"
+    init_std: float = 0.1
+    opt_steps: int = 20
+    adam_lr: float = 0.05
+    chunk: int = 4096           # rows x samples per batch
+    interaction_weight: float = 10.0
+    seed: int = 0
+
+    def validate(self, prefix=""):
+        if self.mode not in ("sample", "descent", "adam"):
+            raise ConfigError(f"{prefix}mode must be sample, descent or adam, got {self.mode!r}")
+        if self.init not in ("mincost", "reference", "nominal"):
+            raise ConfigError(f"{prefix}init must be mincost, reference or nominal, got {self.init!r}")
+        if self.samples < 1 or self.steps < 0 or self.step_size < 0 or self.opt_steps < 0:
+            raise ConfigError(f"{prefix}samples >= 1, steps, opt_steps and step_size >= 0 are required")
+
+
+@dataclass
+class ModelSpec:
+    """What a checkpoint says about its model: configs, frame counts, virtual leaders."""
+
+    model: ModelConfig
+    inputs: InputConfig = field(default_factory=InputConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    history: int = 10
+    steps: int = 40
+    virtual_leaders: bool = False    # trained with a virtual leader slot from recorded headways
+
+    def to_dict(self) -> dict:
+        return {"model": asdict(self.model), "inputs": asdict(self.inputs),
+                "predict": asdict(self.predict), "history": self.history, "steps": self.steps,
+                "virtual_leaders": self.virtual_leaders}
+
+
+def build_model(cfg: ModelConfig, history: int, steps: int, scale=(0.5, 0.01)) -> IOCEnergy:
+    """The energy with untrained weights (``history`` frames in, ``steps`` controls out)."""
+    cost = TrajectoryCost(history=history, ctx_dim=len(CTX_NAMES), steps=steps, dt=cfg.dt,
+                          hidden=cfg.hidden, knots=cfg.knots, init_weight=cfg.init_weight,
+                          use_features=cfg.use_features, use_neural=cfg.use_neural)
+    return IOCEnergy(cost, ControlParam(scale, cfg.basis, steps), sigma_ref=cfg.sigma_ref,
+                     wheelbase=cfg.wheelbase, grad_clip=cfg.grad_clip)
+
+
+def spec_from_config(config: dict, history: int, steps: int, path="config") -> ModelSpec:
+    """The :class:`ModelSpec` of a run's full config dict (sections model, inputs, predict and
+    ``data.headway_leads``)."""
+    return ModelSpec(_section(ModelConfig, config.get("model"), "model", path),
+                     _section(InputConfig, config.get("inputs"), "inputs", path),
+                     _section(PredictConfig, config.get("predict"), "predict", path),
+                     int(history), int(steps),
+                     bool((config.get("data") or {}).get("headway_leads", False)))
+
+
+def save_model(model: IOCEnergy, path: Path, config: dict | None, extra: dict | None = None, *,
+               spec: ModelSpec | None = None, meta: dict | None = None) -> Path:
+    """The model's weights and buffers with the config that rebuilds it (safe to load).
+
+    ``config``: the run's full config dict (kept as is); ``spec``: what the model needs at
+    prediction time (default: derived from ``config``); ``meta``: more top-level sections
+    (the planner's version stamp)."""
+    history = int(model.cost.neural.net[0].in_features - len(CTX_NAMES)) // 2
+    steps = int(model.cost.steps)
+    config = config or {}
+    spec = spec or spec_from_config(config, history, steps)
+    blob = {"format": MODEL_FORMAT, "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "config": config, "spec": spec.to_dict(), "extra": extra or {}, "history": history,
+            "steps": steps, **(meta or {})}
+    return save_tensors(blob, path)
+
+
+def load_model(path: str | Path) -> tuple[IOCEnergy, ModelSpec, dict]:
+    """Rebuild a saved model, weights only, checked. Returns (model in eval mode with frozen
+    parameters, its spec, the raw blob).
+
+    Raises DataError / ConfigError naming the file for a missing or unreadable file, an unknown
+    format, a missing model config, a step other than :data:`DT`, weights that do not fit the
+    config (strict load) and non-finite weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint (train first)")
+    try:
+        blob = load_tensors(path)
+    except Exception as err:  # weights-only unpickler refusals, truncated files
+        raise DataError(f"{path}: cannot be read as a weights-only checkpoint: {err}") from err
+    if not isinstance(blob, dict):
+        raise DataError(f"{path}: not a model checkpoint (top level is {type(blob).__name__})")
+    if blob.get("format") not in MODEL_FORMATS:
+        raise ConfigError(f"{path}: model format {blob.get('format')!r}, expected one of {MODEL_FORMATS}")
+    for key in ("state", "history", "steps"):
+        if key not in blob:
+            raise DataError(f"{path}: checkpoint lacks {key!r}")
+    spec = _spec_of(blob, path)
+    if not math.isclose(spec.model.dt, DT):
+        raise ConfigError(f"{path}: model.dt = {spec.model.dt} s, the model steps at {DT} s")
+    spec.model.validate(f"{path}: model.")
+    spec.predict.validate(f"{path}: predict.")
+    if spec.history < 2 or spec.steps < 1:
+        raise ConfigError(f"{path}: history {spec.history} / steps {spec.steps} frames are not usable")
+    model = build_model(spec.model, spec.history, spec.steps)
+    try:
+        model.load_state_dict(blob["state"], strict=True)
+    except RuntimeError as err:
+        raise ConfigError(f"{path}: the weights do not fit the model its config describes: {err}") from err
+    bad = [k for k, v in blob["state"].items() if torch.is_floating_point(v) and not torch.isfinite(v).all()]
+    if bad:
+        raise DataError(f"{path}: non-finite weights in {bad}")
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, spec, blob
+
+
+def _spec_of(blob: dict, path) -> ModelSpec:
+    raw = blob.get("spec")
+    if raw is None:
+        config = blob.get("config") or {}
+        if not config.get("model"):
+            raise ConfigError(f"{path}: checkpoint carries no model config; the cost cannot be "
+                              f"rebuilt with certainty (save it with its config)")
+        return spec_from_config(config, blob["history"], blob["steps"], path)
+    return ModelSpec(_section(ModelConfig, raw.get("model"), "model", path),
+                     _section(InputConfig, raw.get("inputs"), "inputs", path),
+                     _section(PredictConfig, raw.get("predict"), "predict", path),
+                     int(raw.get("history", blob["history"])), int(raw.get("steps", blob["steps"])),
+                     bool(raw.get("virtual_leaders", False)))
+
+
+def _section(cls, raw, name: str, path):
+    """Dataclass ``cls`` from dict ``raw``; unknown keys -> ConfigError naming them."""
+    raw = dict(raw or {})
+    unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigError(f"{path}: config section {name!r} has keys this version does not know: "
+                          f"{unknown}")
+    try:
+        return cls(**raw)
+    except TypeError as err:
+        raise ConfigError(f"{path}: config section {name!r}: {err}") from err

@@ -1,0 +1,247 @@
+"""Prediction from a learned EBM-IOC energy, for training-side evaluation and the planner alike.
+
+:class:`RowEnergy` is the energy searched over the control sequences z (B, T, 2) of B rows
+(agents, or copies of agents), in whitened coordinates (:class:`ebmtraj.cost.ControlParam`)::
+
+    E(z) = C_theta(x(u(z)), u(z), e, h) + pair terms + |z|^2 / (2 sigma_ref^2)
+
+with the cost's gradient (pair terms included) bounded per row to ``model.grad_clip``, as in
+:meth:`ebmtraj.cost.IOCEnergy.energy`. The nominal trajectory and the history encoding are
+computed once per energy, not at every step. Pair terms (:mod:`ebmtraj.interaction`) come in
+two kinds:
+
+* joint (``joint_weight``): each row's neighbour slots that hold another row of the batch
+  (``nbr_row``) see that row's *current* trajectory; each row pays half of ``joint_weight``
+  times its overlap + same-lane order penalties, so a scene's rows sum to its joint energy;
+* fixed (``fixed_weight``, planning one vehicle): the same penalties against the neighbours'
+  constant-velocity extrapolations, the row's footprint grown by ``margin`` [m].
+
+:func:`predict` runs the search of :class:`ebmtraj.model.PredictConfig` (closed-form start,
+Adam, Langevin; :mod:`ebmtraj.search`) over rows, chunked; with ``joint=True`` whole scenes are
+kept or replaced together and a deadline stops it anytime.
+"""
+from __future__ import annotations
+
+import torch
+
+from ebmcore.errors import DataError
+
+from .cost import IOCEnergy
+from .interaction import footprint, live_neighbours, pair_index, pair_penalty
+from .model import PredictConfig
+from .search import anytime_search, clip_rows, reference_start
+
+HORIZONS = (10, 20, 30, 40)   # steps = 1, 2, 3, 4 s at 10 Hz
+PAIR_KEYS = ("nbr_row", "rel_angle", "rel_shift")
+
+
+def start_order(cond: dict, dt: float = 0.1) -> torch.Tensor:
+    """(N, M) +1 where a neighbour's footprint centre starts ahead of the row's, -1 behind,
+    along the row's heading (from the extrapolated ``nbr_pos`` / ``nbr_vel`` one step back)."""
+    lon0 = cond["nbr_pos"][:, :, 0, 0] - cond["nbr_vel"][:, :, 0, 0] * dt + cond["ref"][:, None]
+    return torch.where(lon0 >= 0, 1.0, -1.0)
+
+
+def row_forward(model: IOCEnergy, z: torch.Tensor, cond: dict, enc, joint_weight: float,
+                fixed_weight: float, margin: float):
+    """(cost incl. pair terms (B,), states (B,T,6), controls (B,T,2)) of z (B,T,2)."""
+    states, u = model.rollout(z, cond)
+    centre, psi = footprint(states, cond["ref"])
+    order = start_order(cond)
+    if joint_weight:
+        nbr_pos, nbr_vel, nbr_head, live = live_neighbours(cond, centre, psi, states[..., 2])
+        c2 = dict(cond, nbr_pos=nbr_pos, nbr_vel=nbr_vel)
+        cost = model.cost(states, u, c2, cond["nominal"], enc=enc)
+        pair = pair_penalty(centre, psi, cond["size"], nbr_pos, nbr_head, cond["nbr_size"], live, order)
+        return cost + 0.5 * joint_weight * pair, states, u
+    cost = model.cost(states, u, cond, cond["nominal"], enc=enc)
+    if fixed_weight:
+        nbr_head = cond["nbr_heading"][..., None].expand(-1, -1, states.shape[1])
+        pair = pair_penalty(centre, psi, cond["size"] + margin, cond["nbr_pos"], nbr_head,
+                            cond["nbr_size"], cond["nbr_valid"] > 0, order)
+        cost = cost + fixed_weight * pair
+    return cost, states, u
+
+
+_COMPILED: dict = {}
+
+
+def _compiled(fn):
+    """``torch.compile`` of ``fn``, once per process (shape-specialised)."""
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn, dynamic=False)
+    return _COMPILED[fn]
+
+
+class RowEnergy:
+    """The search energy of the rows of ``cond`` (see module docstring).
+
+    ``compile=True`` evaluates the forward pass through ``torch.compile`` (a one-off compilation
+    of minutes per input shape, then a few fused kernels)."""
+
+    def __init__(self, model: IOCEnergy, cond: dict, *, joint_weight: float = 0.0,
+                 fixed_weight: float = 0.0, margin: float = 0.0, compile: bool = False):
+        self.model, self.compile = model, compile
+        self.weights = (float(joint_weight), float(fixed_weight), float(margin))
+        cond = dict(cond)
+        with torch.no_grad():
+            cond["nominal"] = model.nominal(cond)
+            self.enc = model.cost.neural.encode(cond) if model.cost.use_neural else None
+        self.cond = cond
+
+    def forward(self, z: torch.Tensor):
+        fn = _compiled(row_forward) if self.compile else row_forward
+        return fn(self.model, z, self.cond, self.enc, *self.weights)
+
+    def prior(self, z: torch.Tensor) -> torch.Tensor:
+        sigma = self.model.sigma_ref
+        return z.new_zeros(z.shape[0]) if sigma is None else z.pow(2).flatten(1).sum(1) / (2 * sigma ** 2)
+
+    def energy_and_grad(self, z: torch.Tensor):
+        """(energy (B,), gradient (B,T,2) with the cost's part clipped per row)."""
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            cost = self.forward(z)[0]
+            (g,) = torch.autograd.grad(cost.sum(), z)
+        z = z.detach()
+        g = clip_rows(g, float(self.model.grad_clip or 0.0))
+        if self.model.sigma_ref is not None:
+            g = g + z / self.model.sigma_ref ** 2
+        return cost.detach() + self.prior(z), g
+
+    def evaluate(self, z: torch.Tensor):
+        """(energy (B,), cost (B,), states (B,T,6), controls (B,T,2)) without gradients."""
+        z = z.detach()
+        with torch.no_grad():
+            cost, states, u = self.forward(z)
+        return cost + self.prior(z), cost, states, u
+
+
+def repeat_rows(cond: dict, k: int) -> dict:
+    """Each row k times in a row (row i -> rows i*k .. i*k+k-1); copy j of a row sees copy j of
+    its live neighbours."""
+    out = {key: v.repeat_interleave(k, dim=0) for key, v in cond.items()}
+    if "nbr_row" in out:
+        row, copy = out["nbr_row"], torch.arange(out["nbr_row"].shape[0]) % k
+        out["nbr_row"] = torch.where(row >= 0, row * k + copy[:, None], row)
+    return out
+
+
+def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy,
+                groups: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                deadline: float | None = None, extra_starts: torch.Tensor | None = None,
+                chains: int = 1) -> dict:
+    """The search of ``cfg`` for the rows of ``cond``: start, Adam, then descent or sampling.
+
+    ``make_energy(cond) -> RowEnergy``; ``groups`` (N,) int64 rows kept together (scenes);
+    'adam' mode only: ``extra_starts`` (N, E, T, 2) more chains per row (a warm start) and
+    ``chains - 1`` more at the start plus N(0, init_std^2), each searched alongside the start. Returns ``z`` (N,K,T,2), ``states`` (N,K,T,6), ``controls``
+    (N,K,T,2), ``energy``, ``cost`` (N,K), ``iterations`` and ``deadline_hit``."""
+    gen = generator or torch.Generator().manual_seed(cfg.seed)
+    n = cond["x0"].shape[0]
+    energy = make_energy(cond)
+    start = cond["x0"].new_zeros(n, model.cost.steps, 2)
+    if cfg.init in ("reference", "mincost") and model.cost.use_neural:
+        start = reference_start(model, energy.cond, energy.enc)
+    hit, iters = False, 0
+
+    def run(e, z0, k, **kw):
+        nonlocal hit, iters
+        g = None if groups is None else groups.repeat_interleave(k) * k + torch.arange(len(z0)) % k
+        r = anytime_search(e.energy_and_grad, z0, groups=g, deadline=deadline, generator=gen, **kw)
+        hit, iters = hit or r.deadline_hit, iters + r.iterations
+        return r.z
+
+    k = 1
+    if cfg.mode == "adam" and (extra_starts is not None or chains > 1):
+        T = model.cost.steps
+        noisy = start[:, None] + cfg.init_std * torch.randn((n, chains - 1, T, 2), generator=gen)
+        extra = start.new_zeros(n, 0, T, 2) if extra_starts is None else extra_starts.to(start.dtype)
+        start = torch.cat([start[:, None], extra, noisy], 1)
+        k = start.shape[1]
+        start = start.flatten(0, 1)
+        energy = make_energy(repeat_rows(cond, k))
+    if cfg.mode == "adam" or (cfg.mode == "sample" and cfg.init == "mincost"):
+        start = run(energy, start, k, steps=cfg.opt_steps, optimiser="adam", lr=cfg.adam_lr)
+    if cfg.mode == "adam":
+        z = start
+    elif cfg.mode == "descent":
+        z = run(energy, start, 1, steps=cfg.steps, optimiser="langevin", step_size=cfg.step_size)
+    else:
+        k = cfg.samples
+        energy = make_energy(repeat_rows(cond, k)) if k > 1 else energy
+        start = start.repeat_interleave(k, dim=0)
+        z0 = start + cfg.init_std * torch.randn(start.shape, generator=gen, dtype=start.dtype)
+        z = run(energy, z0, k, steps=cfg.steps, optimiser="langevin", step_size=cfg.step_size,
+                noise=True)
+    e, c, states, u = energy.evaluate(z)
+    view = lambda x: x.view(n, k, *x.shape[1:])
+    return {"z": view(z), "states": view(states), "controls": view(u), "energy": view(e),
+            "cost": view(c), "iterations": iters, "deadline_hit": hit}
+
+
+def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = False,
+            deadline: float | None = None, compile: bool = False) -> dict[str, torch.Tensor]:
+    """Predictions per row of ``cond`` (the tensors of :mod:`ebmtraj.cost_inputs`): ``z``
+    (N,K,T,2), ``states`` (N,K,T,6) in the agent frame, ``energy`` and ``cost`` (N,K); K =
+    ``cfg.samples`` for 'sample', else 1; ``deadline_hit``.
+
+    ``joint=True``: the joint multi-agent energy over the rows of each scene (rows sorted by
+    ``scene``, with ``agent`` and ``nbr_agent``; chunks never split a scene), weight
+    ``cfg.interaction_weight``."""
+    model.eval()
+    if joint and "nbr_row" not in cond:
+        cond = dict(cond, **pair_index(cond["scene"], cond["agent"], cond["nbr_agent"], cond["origin"]))
+    keys = [k for k in cond if k not in ("scene", "agent", "nbr_agent", "origin", "future")]
+    k = cfg.samples if cfg.mode == "sample" else 1
+    gen = torch.Generator().manual_seed(cfg.seed)
+    parts, hit = [], False
+    for sl in _chunks(cond, max(1, cfg.chunk // k), joint):
+        c = {key: cond[key][sl] for key in keys if joint or key not in PAIR_KEYS}
+        groups = None
+        if joint:
+            c["nbr_row"] = torch.where(c["nbr_row"] >= 0, c["nbr_row"] - sl.start, c["nbr_row"])
+            groups = torch.unique(cond["scene"][sl], return_inverse=True)[1]
+        make = lambda cc: RowEnergy(model, cc, joint_weight=cfg.interaction_weight if joint else 0.0,
+                                    compile=compile)
+        parts.append(search_rows(model, c, cfg, make_energy=make, groups=groups, generator=gen,
+                                 deadline=deadline))
+        hit = hit or parts[-1]["deadline_hit"]
+    out = {key: torch.cat([p[key] for p in parts]) for key in ("z", "states", "controls", "energy", "cost")}
+    out["deadline_hit"] = hit
+    return out
+
+
+def predict_joint(model: IOCEnergy, cond: dict, cfg: PredictConfig, **kw) -> dict[str, torch.Tensor]:
+    """:func:`predict` with the joint multi-agent energy."""
+    return predict(model, cond, cfg, joint=True, **kw)
+
+
+def _chunks(cond: dict, rows: int, keep_scenes: bool):
+    """Row slices of about ``rows``; with ``keep_scenes``, never splitting one scene."""
+    n = cond["x0"].shape[0]
+    if not keep_scenes:
+        return [slice(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
+    scene = cond["scene"]
+    if n > 1 and bool((scene[1:] < scene[:-1]).any()):
+        raise DataError("multi-agent rows must be sorted by scene")
+    cuts = [0]
+    while cuts[-1] < n:
+        hi = min(cuts[-1] + rows, n)
+        while 0 < hi < n and scene[hi] == scene[hi - 1]:
+            hi += 1
+        cuts.append(hi)
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def positions(pred: dict) -> torch.Tensor:
+    """Predicted recorded-point positions (N,K,T,2) in the agent frame."""
+    return pred["states"][..., :2]
+
+
+def rmse_table(pos: torch.Tensor, future: torch.Tensor, horizons=HORIZONS) -> list[float]:
+    """RMSE [m] at each horizon step over rows; pos (N,T,2) or (N,K,T,2) (K averaged first)."""
+    if pos.dim() == 4:
+        pos = pos.mean(1)
+    err2 = ((pos - future) ** 2).sum(-1)
+    return [float(err2[:, h - 1].mean().sqrt()) for h in horizons]
