@@ -1,7 +1,11 @@
 """``ebm3d``: train and use generative VoxelNets from the command line.
 
-    ebm3d train CONFIG [key=value ...]        train (resuming a run) and write samples or the
-                                               classification report, per the config's task
+    ebm3d train CONFIG [key=value ...] [--record SECTION]
+                                               train (resuming a run) and write samples or the
+                                               classification report, per the config's task;
+                                               --record also evaluates on the test split (samples,
+                                               70 % recovery, super-resolution; or trained against
+                                               untrained features) into docs/results/ebm3d.json
     ebm3d sample RUN [--n N] [key=value ...]   fresh samples from a trained run (multigrid when
                                                the run has levels)
     ebm3d recover RUN [--corruption random|region|both] [key=value ...]
@@ -19,10 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
 
+from ebmcore.cli_errors import cli_main, parse_with_overrides
 from ebmcore.errors import ConfigError, DataError, DivergenceError
 from ebmcore.io import atomic_write, load_tensors, save_tensors
 
@@ -55,17 +61,50 @@ def cmd_train(args) -> int:
         return _classify(cfg, args)
     from ebm3d.tasks.synthesis import run_synthesis
 
+    started = time.time()
     report = run_synthesis(cfg, open3d=not args.no_open3d, progress=cfg.train.progress)
     _print({k: v for k, v in report.items() if k != "nearest_train_index"})
+    if args.record:
+        _record_synthesis(cfg, args, started)
     return 0
 
 
-def _clear_run(cfg) -> None:
-    from ebm3d.tasks.training import level_dir, levels_of
+def _record_synthesis(cfg, args, started: float) -> None:
+    """Evaluate a trained synthesis run on its test split and record it (section ``args.record``)."""
+    from ebmcore.results import record
+    from ebm3d.tasks.data import config_grids, load_shapes
+    from ebm3d.tasks.recovery import run_recovery
+    from ebm3d.tasks.render import save_grid_png
+    from ebm3d.tasks.superres import run_superres
+    from ebm3d.tasks.synthesis import draw_samples, sample_quality
+    from ebm3d.tasks.training import load_run, train_seconds
 
-    for res in levels_of(cfg):
-        ckpt = level_dir(cfg, res) / "checkpoint.pt"
-        ckpt.unlink(missing_ok=True)
+    _, models = load_run(cfg.run_dir)
+    ds = load_shapes(cfg.data)
+    train, test = config_grids(cfg.data, ds, "train"), config_grids(cfg.data, ds, "test")
+    chains = load_tensors(cfg.run_dir / "checkpoint.pt")["chains"].get("buffer")
+    samples = draw_samples(cfg, models, len(test), cfg.train.seed + 1, chains)
+    save_grid_png(samples[:36].clamp(0, 1), cfg.run_dir / "samples_test_eval.png")
+    seed, open3d = args.seed or 0, not args.no_open3d
+    rec = run_recovery(cfg, models[-1], test[: cfg.recovery.n_examples], train, ["random"], seed, cfg.run_dir, open3d)
+    sr = run_superres(cfg, models[-1], test[: cfg.superres.n_examples], seed, cfg.run_dir, open3d)
+    methods = {"ebm": "voxelnet", "all_empty": "all_empty", "mean_fill": "mean_fill",
+               "observed_mean_fill": "observed_mean_fill", "nearest_train": "nearest_neighbour"}
+    payload = {
+        f"recovery_{round(100 * cfg.recovery.ratio)}": {k: rec["random"][m]["error_missing"] for k, m in methods.items()},
+        "samples": sample_quality(samples, test),
+        "superres": {"ebm": sr["voxelnet"]["error"], "nearest": sr["nearest_upsampling"]["error"]},
+        "details": {"recovery": rec, "superres": sr, "n_train": len(train), "n_test": len(test),
+                    "resolution": cfg.data.resolution, "samples_from_persistent_chains": chains is not None},
+    }
+    record("ebm3d", args.record, payload, started=started, train_seconds=round(train_seconds(cfg), 1))
+    _print({k: v for k, v in payload.items() if k != "details"})
+
+
+def _clear_run(cfg) -> None:
+    from ebmcore.runs import request_fresh
+
+    request_fresh(cfg.run_dir)  # set aside (not deleted) once the data load and training starts
 
 
 def cmd_classify(args) -> int:
@@ -77,16 +116,28 @@ def cmd_classify(args) -> int:
 
 def _classify(cfg, args) -> int:
     from ebm3d.tasks.classification import run_classification
-    from ebm3d.tasks.data import grids, load_shapes
+    from ebm3d.tasks.data import config_grids, load_shapes
     from ebm3d.tasks.synthesis import draw_samples, sample_report, write_samples
-    from ebm3d.tasks.training import load_run
+    from ebm3d.tasks.training import load_run, train_seconds
 
+    started = time.time()
     report = run_classification(cfg, progress=cfg.train.progress)
+    if args.record:
+        from ebmcore.results import record
+
+        base = report.get("untrained_baseline")
+        if base is None:
+            raise ConfigError("--record needs classify.untrained_baseline: true (trained against untrained)")
+        payload = {"trained": report["test_accuracy"], "untrained": base["test_accuracy"],
+                   "trained_val": report["val_accuracy"], "untrained_val": base["val_accuracy"],
+                   "selected_step": report["selected_step"], "feature_dim": report["feature_dim"],
+                   "n": report["n"], "classifier": report["classifier"]}
+        record("ebm3d", args.record, payload, started=started, train_seconds=round(train_seconds(cfg), 1))
     # samples of the all-class model (persistent chain states or fresh chains), for the inception score
     _, models = load_run(cfg.run_dir)
     buffer = load_tensors(cfg.run_dir / "checkpoint.pt")["chains"].get("buffer")
     samples = draw_samples(cfg, models, cfg.reference.n_samples, cfg.train.seed + 1, buffer)
-    train = grids(load_shapes(cfg.data), "train", cfg.data.resolution)
+    train = config_grids(cfg.data, load_shapes(cfg.data), "train")
     write_samples(cfg.run_dir, samples, sample_report(samples, train), open3d=not args.no_open3d)
     _print({k: v for k, v in report.items() if k not in ("selection_history",)})
     return 0
@@ -115,56 +166,27 @@ def cmd_sample(args) -> int:
 
 
 def cmd_recover(args) -> int:
-    from ebm3d.tasks.data import grids, load_shapes
-    from ebm3d.tasks.recovery import evaluate_recovery
-    from ebm3d.tasks.render import save_grid_png, save_open3d_png
+    from ebm3d.tasks.data import config_grids, load_shapes
+    from ebm3d.tasks.recovery import run_recovery
 
     cfg, models = _run_cfg(args)
-    model = models[-1]
     ds = load_shapes(cfg.data)
-    rc = cfg.recovery
-    truth = grids(ds, rc.split, cfg.data.resolution)[: rc.n_examples]
-    train = grids(ds, "train", cfg.data.resolution)
+    truth = config_grids(cfg.data, ds, cfg.recovery.split)[: cfg.recovery.n_examples]
+    train = config_grids(cfg.data, ds, "train")
     kinds = ["random", "region"] if args.corruption == "both" else [args.corruption]
-    out = {"split": rc.split, "n_examples": len(truth), "config": {k: getattr(rc, k) for k in
-           ("ratio", "box", "steps", "step_size", "noise", "init")}}
-    for kind in kinds:
-        results, arrays = evaluate_recovery(model, truth, train, rc, kind, args.seed or 0)
-        out[kind] = results
-        name = "recovery" if kind == "random" else f"recovery_{kind}"
-        save_tensors(arrays, cfg.run_dir / f"{name}.pt")
-        k = min(6, len(truth))
-        rows = torch.stack([arrays["original"][:k], arrays["corrupted"][:k], arrays["recovered"][:k],
-                            arrays["nearest_neighbour"][:k]], 1).flatten(0, 1)
-        save_grid_png(rows, cfg.run_dir / f"{name}.png", n_cols=4,
-                      titles=[t for _ in range(k) for t in ("original", "corrupted", "recovered", "nearest nb.")])
-        if not args.no_open3d:
-            save_open3d_png({key: arrays[key][:k] for key in ("original", "corrupted", "recovered")},
-                            cfg.run_dir / f"{name}_o3d.png")
+    out = run_recovery(cfg, models[-1], truth, train, kinds, args.seed or 0, cfg.run_dir, not args.no_open3d)
     _json(cfg.run_dir / "recovery.json", out)
     _print(out)
     return 0
 
 
 def cmd_superres(args) -> int:
-    from ebm3d.tasks.data import grids, load_shapes
-    from ebm3d.tasks.render import save_grid_png, save_open3d_png
-    from ebm3d.tasks.superres import evaluate_superres
+    from ebm3d.tasks.data import config_grids, load_shapes
+    from ebm3d.tasks.superres import run_superres
 
     cfg, models = _run_cfg(args)
-    sc = cfg.superres
-    truth = grids(load_shapes(cfg.data), sc.split, cfg.data.resolution)[: sc.n_examples]
-    results, arrays = evaluate_superres(models[-1], truth, sc, args.seed or 0)
-    R = cfg.data.resolution
-    out = {"split": sc.split, "n_examples": len(truth), "from": R // sc.factor, "to": R,
-           "config": {k: getattr(sc, k) for k in ("factor", "steps", "step_size", "noise")}, **results}
-    save_tensors(arrays, cfg.run_dir / "superres.pt")
-    k = min(6, len(truth))
-    rows = torch.stack([arrays["nearest"][:k], arrays["high"][:k], arrays["truth"][:k]], 1).flatten(0, 1)
-    save_grid_png(rows, cfg.run_dir / "superres.png", n_cols=3,
-                  titles=[t for _ in range(k) for t in (f"{R // sc.factor}^3 (nearest)", "super-resolved", "truth")])
-    if not args.no_open3d:
-        save_open3d_png({key: arrays[key][:k] for key in ("low", "high", "truth")}, cfg.run_dir / "superres_o3d.png")
+    truth = config_grids(cfg.data, load_shapes(cfg.data), cfg.superres.split)[: cfg.superres.n_examples]
+    out = run_superres(cfg, models[-1], truth, args.seed or 0, cfg.run_dir, not args.no_open3d)
     _json(cfg.run_dir / "superres.json", out)
     _print(out)
     return 0
@@ -229,11 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="torch CPU threads (1 is fastest on a busy shared machine)")
         return p
 
+    record_help = "also evaluate on the test split and record the figures as this section of docs/results/ebm3d.json"
     p = common(sub.add_parser("train", help="train a run (resumes) and write its results"), "config")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    p.add_argument("--record", metavar="SECTION", help=record_help)
     p.set_defaults(fn=cmd_train)
     p = common(sub.add_parser("classify", help="unsupervised model on all classes + linear classifier"), "config")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    p.add_argument("--record", metavar="SECTION", help=record_help)
     p.set_defaults(fn=cmd_classify)
     p = common(sub.add_parser("sample", help="fresh samples from a trained run"), "run")
     p.add_argument("--n", type=int, default=None, help="number of samples (default synthesis.n_samples)")
@@ -254,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli_main("ebm3d")  # expected errors: one line `ebm3d: error: ...`, exit 2; --debug: traceback
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["view"]:  # the viewer parses its own options
@@ -267,18 +293,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return pointnet_main(argv)
     # --- end of the PointNet block
-    # key=value overrides may sit anywhere after the command (argparse cannot interleave positionals)
-    overrides = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
-    args = build_parser().parse_args([a for a in argv if a not in overrides])
-    if hasattr(args, "overrides"):
-        args.overrides = list(args.overrides) + overrides
+    args = parse_with_overrides(build_parser(), argv)  # key=value anywhere after the command
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    try:
-        return args.fn(args)
-    except (ConfigError, DataError, DivergenceError) as err:
-        print(f"ebm3d {args.command}: {err}", file=sys.stderr)
-        return 2
+    return args.fn(args)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,14 @@ class DataConfig:
         (the built-in generated set; no download).
     path: the source folder (default: ``data_root()/<the shared folder>``).
     classes: train on these classes only (None: all the source has).
-    resolution: grid size R the dataset is prepared at (N, 1, R, R, R).
+    resolution: grid size R the dataset is prepared at (N, 1, R, R, R); a source stored finer
+        (the 32^3 chairs) is pooled down to it by ``pool``.
+    pool: 'avg' (block average: fractional occupancy) or 'max' (a coarse voxel is occupied when
+        any fine voxel is: binary grids that keep thin legs) when pooling a finer source.
     rotations: shapenets_chair only: keep these rotation indices (1-12, 1 = canonical; None: all).
     max_per_class: keep at most this many source shapes per class and official split (tests).
+    max_train: train on the first this many shapes of the training split only (CPU budgets); the
+        validation and test splits are unchanged.
     point_dilation / point_fill: occupancy from point files (see ebm3d.data.voxelize).
     n_per_class: furniture only: shapes generated per class.
     val_fraction / test_fraction: validation share of train (all sources); test share carved
@@ -44,9 +49,11 @@ class DataConfig:
     source: str = check("shapenets_chair", choices=DATA_SOURCES)
     path: str | None = None
     classes: list[str] | None = None
-    resolution: int = check(32, choices=[16, 32, 64])
+    resolution: int = check(32, choices=[8, 16, 32, 64])
+    pool: str = check("avg", choices=["avg", "max"])
     rotations: list[int] | None = check(None, min=1, max=12)
     max_per_class: int | None = check(None, min=1)
+    max_train: int | None = check(None, min=1)
     point_dilation: int = check(1, min=0, max=4)
     point_fill: bool = True
     n_per_class: int = check(60, min=1, max=100_000)
@@ -58,14 +65,22 @@ class DataConfig:
     def validate(self, prefix=""):
         if self.rotations is not None and self.source != "shapenets_chair":
             raise ConfigError(f"{prefix}rotations: only the shapenets_chair source has rotations")
-        if self.source == "shapenets_chair" and self.resolution != 32:
-            raise ConfigError(f"{prefix}resolution: the 3D ShapeNets chairs are 32^3 (30^3 padded); got {self.resolution}")
+        if self.source == "shapenets_chair" and self.resolution not in (8, 16, 32):
+            raise ConfigError(f"{prefix}resolution: the 3D ShapeNets chairs are 32^3 (30^3 padded), pooled to "
+                              f"16^3 or 8^3 at most; got {self.resolution}")
 
 
 @dataclass
 class ModelConfig:
     """The energy network (see :class:`ebm3d.models.voxelnet.VoxelNetSpec`); the input
-    resolution comes from the data (or the multigrid level)."""
+    resolution comes from the data (or the multigrid level).
+
+    centring: what is subtracted from occupancy: the per-voxel training mean ('voxel') or its
+        average over all voxels, one number ('scalar', as in the official code).
+    feature_pooling: classification features: 'adaptive' (each hidden layer max-pooled to
+        feature_pool^3) or 'official' (conv1 max-pooled with window and stride 4, conv2 with 2,
+        TensorFlow "SAME" padding, as in the official code).
+    """
 
     channels: list[int] = check(default_factory=lambda: [32, 64], min=1, max=4096)
     kernels: list[int] = check(default_factory=lambda: [6, 4], min=1, max=64)
@@ -73,13 +88,38 @@ class ModelConfig:
     sigma_ref: float | None = check(0.5, min=1e-6, max=1e6)
     init_std: float = check(0.001, min=1e-9, max=10.0)
     feature_pool: int = check(3, min=1, max=64)
+    centring: str = check("voxel", choices=["voxel", "scalar"])
+    feature_pooling: str = check("adaptive", choices=["adaptive", "official"])
 
     def spec(self, resolution: int) -> VoxelNetSpec:
         return VoxelNetSpec(list(self.channels), list(self.kernels), list(self.strides), resolution,
-                            self.sigma_ref, self.init_std, self.feature_pool)
+                            self.sigma_ref, self.init_std, self.feature_pool, self.centring, self.feature_pooling)
 
     def validate(self, prefix=""):
         self.spec(32).validate(prefix)
+
+
+@dataclass
+class AlgorithmConfig:
+    """Switches between algorithm variants of training and sampling.
+
+    clamp: clamp every chain (training, sampling, recovery, super-resolution) to the occupancy
+        range [0, 1] after every Langevin step. Without it the input gradient on data grows
+        without bound and training diverges within a few hundred updates.
+    bookkeeping: 'minibatch' (one optimiser step per minibatch; the configured chains) or
+        'official' (the official code's: the gradients of every minibatch of a pass over the data
+        averaged into one optimiser step per pass; ``train.chains.per_batch`` persistent chains per
+        minibatch, started N(0, 1) in the centred space, so every chain advances at each update;
+        needs ``model.centring: scalar``).
+    negatives: what the model is trained against: 'synthesis' (the configured chains) or
+        'recovery' (a dedicated recovery model, as in the official code: each negative is a
+        training shape with ``recovery.ratio`` of its voxels hidden and filled with the mean of the
+        observed ones, run freely by the training sampler, observed voxels pasted back at the end).
+    """
+
+    clamp: bool = False
+    bookkeeping: str = check("minibatch", choices=["minibatch", "official"])
+    negatives: str = check("synthesis", choices=["synthesis", "recovery"])
 
 
 @dataclass
@@ -112,9 +152,12 @@ class RecoveryConfig:
     split: the data split recovered; n_examples: how many (the first n of that split).
     ratio: share of voxels corrupted (unobserved) in the random mode.
     box: edge of the cubic region removed in the region mode, as a fraction of R.
-    init: what an unobserved voxel starts at: 0 occupancy ('zero') or the training mean ('mean').
-    noise: the Langevin noise; off by default (descent on the energy with the observed voxels
-        held), matching models trained with the noise switched off.
+    protocol: 'official' (the official code's: hidden voxels start at the mean of the shape's
+        observed voxels, the chain runs freely, the observed voxels are pasted back at the end) or
+        'masked' (hidden voxels start at ``init``, observed voxels reset after every step).
+    init: 'masked' protocol: what an unobserved voxel starts at: 0 occupancy ('zero') or the
+        training mean ('mean').
+    noise: the Langevin noise; off by default (descent on the energy).
     """
 
     split: str = check("test", choices=["train", "val", "test"])
@@ -124,6 +167,7 @@ class RecoveryConfig:
     steps: int = check(90, min=0, max=100_000)
     step_size: float = check(0.07, min=0.0, max=10.0)
     noise: str = check("off", choices=["constant", "off", "annealed"])
+    protocol: str = check("official", choices=["official", "masked"])
     init: str = check("zero", choices=["zero", "mean"])
     batch_size: int = check(25, min=1, max=10_000)
 
@@ -204,6 +248,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     superres: SuperResConfig = field(default_factory=SuperResConfig)
@@ -227,7 +272,11 @@ class ExperimentConfig:
         if self.data.resolution % self.superres.factor:
             raise ConfigError(f"{prefix}superres.factor: {self.superres.factor} must divide data.resolution "
                               f"{self.data.resolution}")
-        if self.train.chains.kind in ("persistent", "replay") and self.train.chains.num_chains < self.train.batch_size:
+        if self.algorithm.bookkeeping == "official" and self.model.centring != "scalar":
+            raise ConfigError(f"{prefix}algorithm.bookkeeping: 'official' subtracts one scalar training mean; "
+                              f"set model.centring: scalar (got {self.model.centring!r})")
+        if (self.train.chains.kind in ("persistent", "replay") and self.algorithm.bookkeeping == "minibatch"
+                and self.train.chains.num_chains < self.train.batch_size):
             raise ConfigError(f"{prefix}train.chains.num_chains: {self.train.chains.num_chains} is smaller "
                               f"than train.batch_size {self.train.batch_size}")
 

@@ -14,6 +14,7 @@ from ebm3d.metrics.pointcloud import (
     jsd_between_sets,
     mmd_cov,
     one_nn_accuracy,
+    one_nn_accuracy_sides,
 )
 from ebm3d.metrics.voxel import (
     InceptionScore,
@@ -21,6 +22,7 @@ from ebm3d.metrics.voxel import (
     classifier_probabilities,
     inception_score,
     nearest_training_neighbours,
+    pairwise_iou_distance,
     per_voxel_error,
     voxel_iou,
 )
@@ -41,6 +43,8 @@ __all__ = [
     "mmd_cov",
     "nearest_training_neighbours",
     "one_nn_accuracy",
+    "one_nn_accuracy_sides",
+    "pairwise_iou_distance",
     "pairwise_chamfer",
     "pairwise_emd",
     "per_voxel_error",

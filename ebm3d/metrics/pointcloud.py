@@ -66,6 +66,22 @@ def one_nn_accuracy(d_ss: Any, d_sr: Any, d_rr: Any) -> float:
         Accuracy in [0, 1] over all n_sample + n_ref points; 0.5 is ideal. Ties go to the
         neighbour listed first (references before samples).
     """
+    return one_nn_correct(d_ss, d_sr, d_rr).double().mean().item()
+
+
+def one_nn_accuracy_sides(d_ss: Any, d_sr: Any, d_rr: Any) -> dict[str, float]:
+    """1-NNA (see :func:`one_nn_accuracy`) with its two sides: ``{"overall", "gen_side",
+    "ref_side"}``, where gen_side is the share of samples whose nearest neighbour is a sample and
+    ref_side the share of references whose nearest neighbour is a reference (each in [0, 1])."""
+    correct = one_nn_correct(d_ss, d_sr, d_rr).double()
+    nr = distance_matrix(d_rr, "d_rr", square=True).shape[0]
+    return {"overall": correct.mean().item(), "gen_side": correct[nr:].mean().item(),
+            "ref_side": correct[:nr].mean().item()}
+
+
+def one_nn_correct(d_ss: Any, d_sr: Any, d_rr: Any) -> torch.Tensor:
+    """Per point, references first then samples: is its leave-one-out nearest neighbour from its
+    own set? Bool (n_ref + n_sample,)."""
     d_ss = distance_matrix(d_ss, "d_ss", square=True)
     d_sr = distance_matrix(d_sr, "d_sr")
     d_rr = distance_matrix(d_rr, "d_rr", square=True)
@@ -80,7 +96,7 @@ def one_nn_accuracy(d_ss: Any, d_sr: Any, d_rr: Any) -> float:
     full.fill_diagonal_(math.inf)
     labels = torch.cat([torch.ones(nr), torch.zeros(ns)])
     predicted = labels[full.argmin(dim=1)]
-    return (predicted == labels).double().mean().item()
+    return predicted == labels
 
 
 def jsd_between_sets(

@@ -210,6 +210,25 @@ def nearest_training_neighbours(
     return Neighbours(index=best_idx, value=best_val)
 
 
+def pairwise_iou_distance(a: Any, b: Any, threshold: float = 0.5) -> torch.Tensor:
+    """1 - IoU of every pair of grids, both binarised at ``threshold``.
+
+    Args:
+        a: (A, 1, D, H, W) grids; b: (B, 1, D, H, W) grids of the same shape.
+
+    Returns:
+        (A, B) float64 distances in [0, 1] (0 for two empty grids).
+    """
+    x = (as_tensor(a, "a").flatten(1) > threshold).float()
+    y = (as_tensor(b, "b").flatten(1) > threshold).float()
+    if x.shape[1] != y.shape[1]:
+        raise DataError(f"grids of {tuple(a.shape)} and {tuple(b.shape)} differ in shape")
+    inter = x @ y.T
+    union = x.sum(1, keepdim=True) + y.sum(1).unsqueeze(0) - inter
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    return (1 - iou).double()
+
+
 def _pair(pred: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor]:
     p = as_tensor(pred, "pred")
     t = as_tensor(target, "target")

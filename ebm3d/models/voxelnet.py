@@ -12,9 +12,10 @@ go 32 -> 11 -> 6 -> 1 with TensorFlow's "SAME" padding, which is reproduced here
 (:func:`same_padding`). :data:`CPU_DEFAULT` keeps that geometry (32 -> 11 -> 6 -> 1) with
 smaller kernels and fewer channels, about 54x cheaper per forward pass.
 
-The model also carries the per-voxel training mean (a buffer): the paper trains on occupancy
-minus the training mean, so :meth:`VoxelNet.centre` / :meth:`VoxelNet.uncentre` convert between
-occupancy in [0, 1] and the model's space.
+The model also carries the training mean (a (1, 1, R, R, R) buffer): the paper trains on
+occupancy minus the training mean, so :meth:`VoxelNet.centre` / :meth:`VoxelNet.uncentre` convert
+between occupancy in [0, 1] and the model's space. The mean is per voxel (``centring='voxel'``)
+or one number broadcast over the grid (``'scalar'``, the official code's).
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ class VoxelNetSpec:
     sigma_ref: standard deviation of the Gaussian reference (None: no reference term).
     init_std: weights start as N(0, init_std^2), biases at 0.
     feature_pool: the classification features max-pool each hidden layer to this size cubed.
+    centring: 'voxel' (per-voxel training mean) or 'scalar' (one mean over all voxels).
+    feature_pooling: 'adaptive' (to feature_pool^3) or 'official' (windows OFFICIAL_FEATURE_POOL,
+        stride = window, "SAME" padding).
     """
 
     channels: list[int] = field(default_factory=lambda: [32, 64])
@@ -47,6 +51,8 @@ class VoxelNetSpec:
     sigma_ref: float | None = 0.5
     init_std: float = 0.001
     feature_pool: int = 3
+    centring: str = "voxel"
+    feature_pooling: str = "adaptive"
 
     def validate(self, prefix: str = "") -> "VoxelNetSpec":
         n = len(self.channels)
@@ -64,12 +70,21 @@ class VoxelNetSpec:
             raise ConfigError(f"{prefix}init_std: must be positive, got {self.init_std}")
         if self.feature_pool < 1:
             raise ConfigError(f"{prefix}feature_pool: must be >= 1, got {self.feature_pool}")
+        if self.centring not in ("voxel", "scalar"):
+            raise ConfigError(f"{prefix}centring: 'voxel' or 'scalar', got {self.centring!r}")
+        if self.feature_pooling not in ("adaptive", "official"):
+            raise ConfigError(f"{prefix}feature_pooling: 'adaptive' or 'official', got {self.feature_pooling!r}")
+        if self.feature_pooling == "official" and n != len(OFFICIAL_FEATURE_POOL):
+            raise ConfigError(f"{prefix}feature_pooling: 'official' pools {len(OFFICIAL_FEATURE_POOL)} hidden "
+                              f"layers, the network has {n}")
         sizes = layer_sizes(self.resolution, self.strides)
         if sizes[-1] < 1:
             raise ConfigError(f"{prefix}resolution {self.resolution} is too small for strides {self.strides}")
         return self
 
 
+#: Max-pooling windows (= strides) of conv1 and conv2 for the official classification features.
+OFFICIAL_FEATURE_POOL = (4, 2)
 #: The network of the paper on 32^3 (REFERENCE.md §2).
 PAPER = dict(channels=[200, 100], kernels=[16, 6], strides=[3, 2], sigma_ref=0.5, init_std=0.001)
 #: The CPU default: the paper's layer geometry with smaller kernels and channels.
@@ -92,6 +107,13 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def max_pool_same(x: torch.Tensor, window: int) -> torch.Tensor:
+    """3D max-pooling of (B, C, S, S, S) with window = stride and TensorFlow "SAME" padding:
+    (B, C, ceil(S / window), ...); the padded cells never win (they are -inf)."""
+    before, after = same_padding(x.shape[-1], window, window)
+    return F.max_pool3d(F.pad(x, (before, after) * 3, value=-math.inf), window)
+
+
 class SameConv3d(nn.Module):
     """Conv3d with TensorFlow "SAME" padding for a known input size (stride may exceed 1)."""
 
@@ -110,8 +132,9 @@ class VoxelNet(EnergyModel):
 
     ``score(x)`` is f_theta, shape (B,); ``energy(x)`` adds the Gaussian reference term.
     ``features(x)`` is the classification descriptor: each hidden layer's ReLU output
-    max-pooled to ``feature_pool``^3 cells, flattened and concatenated
-    (27 * sum(channels) numbers with the default pool of 3; 8100 for the paper's net).
+    max-pooled (to ``feature_pool``^3 cells, or with the official windows), flattened and
+    concatenated (27 * sum(channels) numbers with the default pool of 3; 8100 for the paper's
+    net either way).
     """
 
     def __init__(self, spec: VoxelNetSpec | None = None, mean: torch.Tensor | None = None):
@@ -145,8 +168,14 @@ class VoxelNet(EnergyModel):
         return x + self.mean
 
     def set_mean(self, occupancy: torch.Tensor) -> None:
-        """Store the per-voxel mean of training grids (N, 1, R, R, R)."""
-        self.mean.copy_(occupancy.float().mean(0, keepdim=True))
+        """Store the mean of training grids (N, 1, R, R, R): per voxel, or one number broadcast
+        over the grid when ``spec.centring`` is 'scalar'."""
+        mean = occupancy.float().mean(0, keepdim=True)
+        self.mean.copy_(mean.mean().expand_as(mean) if self.spec.centring == "scalar" else mean)
+
+    def occupancy_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The occupancy range [0, 1] in the model's space: (low, high), each (1, 1, R, R, R)."""
+        return self.centre(torch.zeros_like(self.mean)), self.centre(torch.ones_like(self.mean))
 
     # ------------------------------------------------------------------ energy
     def _check(self, x: torch.Tensor) -> None:
@@ -169,8 +198,12 @@ class VoxelNet(EnergyModel):
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Descriptor (B, sum_i C_i * feature_pool^3) of centred grids ``x``."""
-        p = self.spec.feature_pool
-        return torch.cat([F.adaptive_max_pool3d(h, p).flatten(1) for h in self.hidden(x)], dim=1)
+        hidden = self.hidden(x)
+        if self.spec.feature_pooling == "official":
+            pooled = [max_pool_same(h, k) for h, k in zip(hidden, OFFICIAL_FEATURE_POOL)]
+        else:
+            pooled = [F.adaptive_max_pool3d(h, self.spec.feature_pool) for h in hidden]
+        return torch.cat([p.flatten(1) for p in pooled], dim=1)
 
     def flops_per_forward(self) -> int:
         """Multiply-adds x 2 of one forward pass on one grid (convolutions only)."""

@@ -23,7 +23,7 @@ from ebmcore.io import atomic_write, save_tensors
 
 from ebm3d.config import ClassifyConfig, ExperimentConfig
 from ebm3d.models.voxelnet import VoxelNet
-from ebm3d.tasks.data import grids, labels, load_shapes
+from ebm3d.tasks.data import config_grids, labels, load_shapes
 
 
 @torch.no_grad()
@@ -101,9 +101,8 @@ def run_classification(cfg: ExperimentConfig, *, progress: bool = False) -> dict
     from ebmcore.io import load_tensors
 
     ds = load_shapes(cfg.data, progress=progress)
-    R = cfg.data.resolution
-    data = {s: grids(ds, s, R) for s in ("train", "val", "test")}
-    ys = {s: labels(ds, s).numpy() for s in data}
+    data = {s: config_grids(cfg.data, ds, s) for s in ("train", "val", "test")}
+    ys = {s: labels(ds, s).numpy()[: len(data[s])] for s in data}
     run_dir = cfg.run_dir
     selector = Selector(cfg, data, ys, run_dir)
     models, trainers, seconds = train_models(cfg, data["train"], callbacks=[selector])

@@ -2,7 +2,8 @@
 
 :func:`load_shapes` turns a :class:`~ebm3d.config.DataConfig` into a cached
 :class:`~ebm3d.data.ShapeDataset`; :func:`grids` takes one split as float occupancy
-(N, 1, R, R, R) in [0, 1], block-averaged to a coarser resolution when asked.
+(N, 1, R, R, R) in [0, 1], pooled (block average or max) to a coarser resolution when asked;
+:func:`config_grids` does so at a data config's resolution and pooling.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def load_shapes(cfg: DataConfig, progress: bool = False) -> ShapeDataset:
         ds = build_shapes(source_folder(cfg), options, progress=progress)
     if cfg.classes and cfg.source != "furniture":
         ds = ds.subset(classes=cfg.classes)
-    if cfg.resolution not in ds.voxels:
+    if cfg.resolution not in ds.voxels and max(ds.voxels) % cfg.resolution:
         raise DataError(f"{cfg.source}: no {cfg.resolution}^3 grids prepared (have {sorted(ds.voxels)})")
     return ds
 
@@ -74,23 +75,34 @@ def _keep_rotations(ds: ShapeDataset, rotations: list[int]) -> ShapeDataset:
                         points=None if ds.points is None else ds.points[idx], manifest=ds.manifest)
 
 
-def downsample(occupancy: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Block-average (N, 1, R, R, R) grids to ``resolution`` (which must divide R)."""
+def downsample(occupancy: torch.Tensor, resolution: int, pool: str = "avg") -> torch.Tensor:
+    """Pool (N, 1, R, R, R) grids to ``resolution`` (which must divide R): 'avg' block averages
+    (fractional occupancy), 'max' marks a coarse voxel occupied when any of its block is."""
     R = occupancy.shape[-1]
     if resolution == R:
         return occupancy
     if R % resolution:
-        raise ValueError(f"cannot block-average {R}^3 to {resolution}^3")
-    return F.avg_pool3d(occupancy, R // resolution)
+        raise ValueError(f"cannot pool {R}^3 to {resolution}^3")
+    if pool not in ("avg", "max"):
+        raise ValueError(f"pool must be 'avg' or 'max', got {pool!r}")
+    return (F.avg_pool3d if pool == "avg" else F.max_pool3d)(occupancy, R // resolution)
 
 
-def grids(ds: ShapeDataset, split: str | None, resolution: int | None = None) -> torch.Tensor:
-    """Float occupancy (N, 1, r, r, r) of a split ('train', 'val', 'test', None = all)."""
+def grids(ds: ShapeDataset, split: str | None, resolution: int | None = None, pool: str = "avg") -> torch.Tensor:
+    """Float occupancy (N, 1, r, r, r) of a split ('train', 'val', 'test', None = all), pooled by
+    ``pool`` when the dataset holds no grids at ``resolution``."""
     R = resolution if resolution in ds.voxels else max(ds.voxels)
     vox = ds.voxels[R][ds.mask(split)].float()
     if vox.shape[0] == 0:
         raise DataError(f"the {split} split is empty ({ds.counts()})")
-    return downsample(vox, resolution) if resolution and resolution != R else vox
+    return downsample(vox, resolution, pool) if resolution and resolution != R else vox
+
+
+def config_grids(cfg: DataConfig, ds: ShapeDataset, split: str | None) -> torch.Tensor:
+    """:func:`grids` at ``cfg.resolution`` with ``cfg.pool`` (the training split cut to
+    ``cfg.max_train``)."""
+    out = grids(ds, split, cfg.resolution, cfg.pool)
+    return out[: cfg.max_train] if split == "train" and cfg.max_train else out
 
 
 def labels(ds: ShapeDataset, split: str | None) -> torch.Tensor:

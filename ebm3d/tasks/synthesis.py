@@ -18,7 +18,7 @@ from ebmcore.io import atomic_write, save_tensors
 from ebmcore.sampling import langevin
 
 from ebm3d.config import ExperimentConfig
-from ebm3d.metrics import nearest_training_neighbours
+from ebm3d.metrics import mmd_cov, nearest_training_neighbours, one_nn_accuracy_sides, pairwise_iou_distance
 from ebm3d.models.voxelnet import VoxelNet
 from ebm3d.tasks.data import load_shapes
 from ebm3d.tasks.render import save_grid_png, save_open3d_png
@@ -46,12 +46,13 @@ def draw_samples(cfg: ExperimentConfig, models: list[VoxelNet], n: int, seed: in
         levels = levels_of(cfg)
         factor = levels[1] // levels[0] if len(levels) > 1 else 1
         gen = torch.Generator().manual_seed(seed)
-        out.append(coarse_samples(models, missing, steps, step_size, cfg.train.chains.std, factor, gen, noise))
+        out.append(coarse_samples(models, missing, steps, step_size, cfg.train.chains.std, factor, gen, noise,
+                                  cfg.algorithm.clamp))
     samples = torch.cat(out).detach()
     if cfg.synthesis.denoise_steps:
         model = models[-1]
         x = langevin(model.energy, model.centre(samples), cfg.synthesis.denoise_steps, cfg.train.sampler.step_size,
-                     noise="off")
+                     noise="off", clamp=model.occupancy_bounds() if cfg.algorithm.clamp else None)
         samples = model.uncentre(x).detach()
     return samples.cpu()
 
@@ -68,6 +69,19 @@ def sample_report(samples: torch.Tensor, train: torch.Tensor) -> dict:
         "train_occupancy_mean": float((train > 0.5).float().mean()),
         "samples_all_empty": int((occ == 0).sum()),
     }
+
+
+def sample_quality(samples: torch.Tensor, reference: torch.Tensor) -> dict:
+    """Samples (S, 1, R, R, R) against reference shapes (N, 1, R, R, R), distance 1 - IoU of the
+    grids binarised at 0.5: 1-NNA with both sides (0.5 is ideal), coverage (share of references
+    that are some sample's nearest reference) and MMD (mean over references of the distance to the
+    nearest sample)."""
+    d_sr = pairwise_iou_distance(samples, reference)
+    nna = one_nn_accuracy_sides(pairwise_iou_distance(samples, samples), d_sr,
+                                pairwise_iou_distance(reference, reference))
+    mc = mmd_cov(d_sr)
+    return {"one_nna_iou": nna["overall"], "one_nna_gen_side": nna["gen_side"], "one_nna_ref_side": nna["ref_side"],
+            "coverage": mc.cov, "mmd_iou": mc.mmd, "n_samples": len(samples), "n_reference": len(reference)}
 
 
 def write_samples(run_dir: Path, samples: torch.Tensor, report: dict, name: str = "samples",

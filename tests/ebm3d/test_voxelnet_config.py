@@ -12,7 +12,7 @@ from ebm3d.tasks.training import levels_of
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 NAMES = ["voxelnet_paper.yaml", "voxelnet_paper_superres.yaml", "voxelnet_chair_cpu.yaml",
-         "voxelnet_modelnet10_cpu.yaml", "voxelnet_demo.yaml"]
+         "voxelnet_modelnet10_cpu.yaml", "voxelnet_demo.yaml", "voxelnet_chair16_cpu.yaml"]
 
 
 @pytest.mark.parametrize("name", NAMES)
