@@ -9,7 +9,7 @@ from .toy import MLPEnergy, ring, toy_config
 
 
 def _params(model):
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
+    return torch.cat([p.detach().cpu().flatten() for p in model.parameters()])
 
 
 def _cd_config(**overrides):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 import torch
@@ -32,8 +33,9 @@ def ring(n: int, seed: int, radius: float = 2.0, width: float = 0.1) -> torch.Te
 
 
 def toy_config(**overrides) -> TrainConfig:
+    # EBM_TEST_DEVICE=cuda runs the engine's training tests on a GPU (benchmarks/gpu_check.sh)
     cfg = TrainConfig(steps=20, batch_size=32, seed=3, log_every=1, ckpt_every=5, sample_every=1000,
-                      progress=False, tensorboard=False)
+                      progress=False, tensorboard=False, device=os.environ.get("EBM_TEST_DEVICE", "cpu"))
     cfg.sampler.steps, cfg.sampler.step_size = 10, 0.1
     cfg.chains.kind, cfg.chains.num_chains = "replay", 64
     cfg.optim.lr = 1e-3
