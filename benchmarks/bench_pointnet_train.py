@@ -1,10 +1,12 @@
 """Training throughput of the generative PointNet: clouds/s and peak memory.
 
-For each config (the CPU default, ``configs/pointnet_chair_cpu.yaml``, and the published network,
-``configs/pointnet_paper.yaml``) a fresh process builds the model and the PointNet trainer (the
-engine's Trainer plus point subsets and jitter) on real training clouds (the modelnet10-pcd chairs
+For each config (the CPU one, ``configs/pointnet_chair_cpu.yaml`` or ``--cpu-config``, and the
+published network, ``configs/pointnet_paper.yaml``) a fresh process builds the model and the
+PointNet trainer (the engine's Trainer with the point subsets and jitter of
+:func:`ebm3d.tasks.pointnet_train.make_trainer`) on real training clouds (the modelnet10-pcd chairs
 when present, else Gaussian clouds) and times ``--iters`` full training steps (short-run Langevin
-from noise + the contrastive update) after one warm-up step.
+from noise + the contrastive update) after one warm-up step. The CPU config runs at its own batch,
+Langevin steps and point count unless ``--cpu-*`` say otherwise.
 
 - clouds/s: observed clouds consumed per second of training (batch / seconds per step) at the
   measured batch, Langevin steps and point count; and extrapolated to the config's own Langevin
@@ -15,10 +17,10 @@ from noise + the contrastive update) after one warm-up step.
   forward passes (forward + input gradient) per chain and the update as 2 per observed and per
   synthesised cloud; the MLP head is ignored (it runs once per cloud, not per point).
 
-The published network is about 30x the CPU default's cost per point, so on a CPU it is measured
+The published network is about 25x the CPU config's cost per point, so on a CPU it is measured
 at a reduced batch and Langevin steps (``--paper-batch``, ``--paper-langevin``).
 
-    python benchmarks/bench_pointnet_train.py [--threads 1] [--iters 3] [--json out.json]
+    python benchmarks/bench_pointnet_train.py [--threads 1] [--iters 3] [--cpu-config FILE] [--json out.json]
 """
 from __future__ import annotations
 
@@ -39,18 +41,21 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(name: str, batch: int, langevin: int, points: int | None, iters: int, threads: int, device: str) -> dict:
+def measure(name: str, config: Path, batch: int | None, langevin: int | None, points: int | None, iters: int,
+            threads: int, device: str) -> dict:
     import torch
 
     torch.set_num_threads(threads)
     from ebm3d.tasks.pointnet_config import load_pointnet_experiment
-    from ebm3d.tasks.pointnet_train import PointTrainer, build_model
+    from ebm3d.tasks.pointnet_train import build_model, make_trainer
 
-    base = load_pointnet_experiment(CONFIGS[name])
-    points = points or base.data.train_points or base.data.n_points
-    cfg = load_pointnet_experiment(CONFIGS[name], [
+    base = load_pointnet_experiment(config)
+    points = points or base.train_points
+    batch, langevin = batch or base.train.batch_size, langevin or base.train.sampler.steps
+    cfg = load_pointnet_experiment(config, [
         f"train.batch_size={batch}", f"train.sampler.steps={langevin}", "train.tensorboard=false",
-        "train.progress=false", f"train.device={device}", "data.classes=[chair]"])
+        "train.progress=false", f"train.device={device}", "data.classes=[chair]", f"data.train_points={points}",
+        f"data.n_points={max(points, base.data.n_points)}"])
     try:
         from ebm3d.tasks.pointnet_data import load_point_shapes, points as split_points
 
@@ -63,8 +68,7 @@ def measure(name: str, batch: int, langevin: int, points: int | None, iters: int
     torch.manual_seed(0)
     model = build_model(cfg)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = PointTrainer(model, data, cfg.train, tmp, resume=False, train_points=points,
-                               jitter=cfg.data.jitter)
+        trainer = make_trainer(cfg, model, data, resume=False, run_dir=tmp)
         trainer.train_step()  # warm-up
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -74,11 +78,11 @@ def measure(name: str, batch: int, langevin: int, points: int | None, iters: int
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         per_step = (time.perf_counter() - started) / iters
-    macs = cfg.energy.spec().macs_per_point() * points
+    macs = cfg.energy.spec(points).macs_per_point() * points
     flops = 2 * macs * (2 * batch * langevin + 2 * 2 * batch)
     per_cloud_pass = per_step / (batch * (langevin + 2))
     return {
-        "config": name, "data": source, "threads": threads, "device": device, "batch": batch,
+        "config": name, "file": str(config), "data": source, "threads": threads, "device": device, "batch": batch,
         "points": points, "langevin_steps": langevin, "seconds_per_step": round(per_step, 3),
         "clouds_per_s": round(batch / per_step, 3),
         "config_batch": base.train.batch_size, "config_langevin_steps": base.train.sampler.steps,
@@ -93,9 +97,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--cpu-batch", type=int, default=16)
-    p.add_argument("--cpu-langevin", type=int, default=24)
-    p.add_argument("--cpu-points", type=int, default=None, help="default: the config's train_points")
+    p.add_argument("--cpu-config", default=str(CONFIGS["cpu_default"]), help="the CPU config measured")
+    p.add_argument("--cpu-batch", type=int, default=None, help="default: the config's batch")
+    p.add_argument("--cpu-langevin", type=int, default=None, help="default: the config's Langevin steps")
+    p.add_argument("--cpu-points", type=int, default=None, help="default: the config's training point count")
     p.add_argument("--paper-batch", type=int, default=4)
     p.add_argument("--paper-langevin", type=int, default=4)
     p.add_argument("--paper-points", type=int, default=1024)
@@ -106,12 +111,13 @@ def main(argv=None) -> int:
         paper = args.only == "paper"
         batch, langevin, points = ((args.paper_batch, args.paper_langevin, args.paper_points) if paper
                                    else (args.cpu_batch, args.cpu_langevin, args.cpu_points))
-        print(json.dumps(measure(args.only, batch, langevin, points, args.iters, args.threads, args.device)))
+        config = CONFIGS["paper"] if paper else Path(args.cpu_config)
+        print(json.dumps(measure(args.only, config, batch, langevin, points, args.iters, args.threads, args.device)))
         return 0
     results = []
     for name in CONFIGS:
         cmd = [sys.executable, __file__, "--only", name]
-        for key in ("threads", "iters", "device", "cpu_batch", "cpu_langevin", "cpu_points", "paper_batch",
+        for key in ("threads", "iters", "device", "cpu_config", "cpu_batch", "cpu_langevin", "cpu_points", "paper_batch",
                     "paper_langevin", "paper_points"):
             value = getattr(args, key)
             if value is not None:

@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
 
+from ebmcore.cli_errors import cli_main, parse_with_overrides
 from ebmcore.errors import ConfigError, DataError, DivergenceError
 from ebmcore.io import atomic_write, save_tensors
 
@@ -71,8 +73,9 @@ def _load_cfg(args, task: str | None = None):
 
 
 def _clear(cfg) -> None:
-    for name in ("checkpoint.pt", "best_model.pt", "selection.json"):
-        (cfg.run_dir / name).unlink(missing_ok=True)
+    from ebmcore.runs import request_fresh
+
+    request_fresh(cfg.run_dir)  # set aside (not deleted) once the data load and training starts
 
 
 # ------------------------------------------------------------------ synthesis
@@ -114,7 +117,8 @@ def cmd_train(args) -> int:
     data = points(ds, "train", cfg.data.classes)
     model, trainer, seconds = train_pointnet(cfg, data)
     model.eval()
-    report = {"run": str(cfg.run_dir), "steps": trainer.step, "train_seconds": round(seconds, 1),
+    report = {"run": str(cfg.run_dir), "steps": trainer.step, "train_seconds": round(seconds["wall"], 1),
+              "train_cpu_seconds": round(seconds["cpu"], 1), "train_points": cfg.train_points,
               "n_train": len(data), "step_size": trainer.step_size,
               "samples": _save_samples(cfg, model, cfg.synthesis.n_samples, None, args.seed or 0, None,
                                        not args.no_open3d, False)}
@@ -184,31 +188,49 @@ def cmd_evaluate(args) -> int:
     from ebmcore.io import load_tensors
 
     from ebm3d.tasks.pointnet_data import load_point_shapes, points
-    from ebm3d.tasks.pointnet_eval import generation_report
+    from ebm3d.tasks.pointnet_eval import generation_report, point_subset
     from ebm3d.tasks.pointnet_tasks import synthesise
 
+    started = time.time()
     cfg, model = _run(args)
     ec = cfg.evaluate
     ds = load_point_shapes(cfg.data)
+    n_points = ec.n_points or cfg.train_points
+    g = torch.Generator().manual_seed(args.seed or 0)
     refs = points(ds, ec.ref_split, cfg.data.classes)
-    refs = refs[: ec.n_ref] if ec.n_ref else refs
+    refs = point_subset(refs[: ec.n_ref] if ec.n_ref else refs, n_points, g)
     n = ec.n_samples or len(refs)
     if args.samples:
         samples = load_tensors(args.samples)["samples"][:n]
         if len(samples) < n:
             raise DataError(f"{args.samples}: {len(samples)} samples, the evaluation needs {n}")
     else:
-        _log(f"drawing {n} samples of {refs.shape[1]} points")
-        samples = synthesise(model, cfg, n, n_points=refs.shape[1], seed=args.seed or 0,
+        _log(f"drawing {n} samples of {n_points} points")
+        samples = synthesise(model, cfg, n, n_points=n_points, seed=args.seed or 0,
                              batch_size=cfg.synthesis.batch_size)
         save_tensors({"samples": samples}, cfg.run_dir / "eval_samples.pt")
-    train = points(ds, "train", cfg.data.classes)
+    train = point_subset(points(ds, "train", cfg.data.classes), n_points, g)
     report = generation_report(samples, refs, train, ec, seed=args.seed or 0, log=_log)
     report["settings"].update(ref_split=ec.ref_split, classes=cfg.data.classes,
                               data_normalisation=cfg.data.normalisation)
     _write_json(cfg.run_dir / "evaluation.json", report)
+    if ec.record:
+        _record_generation(cfg, report, started)
     _print(report)
     return 0
+
+
+def _record_generation(cfg, report: dict, started: float) -> None:
+    """The model row's CD metrics (fractions) with the oracle and blob rows, into the results file."""
+    from ebmcore.results import record
+
+    rows = report["rows"]
+    train = json.loads((cfg.run_dir / "train_report.json").read_text())
+    payload = {"one_nna_cd": rows["model"]["1-NNA-CD"], "cov_cd": rows["model"]["COV-CD"],
+               "mmd_cd": rows["model"]["MMD-CD"], "rows": rows, "settings": report["settings"],
+               "run": str(cfg.run_dir), "train_steps": train["steps"],
+               "train_cpu_seconds": train.get("train_cpu_seconds")}
+    record("ebm3d", cfg.evaluate.record, payload, started=started, train_seconds=train["train_seconds"])
 
 
 # ------------------------------------------------------------------ classification
@@ -286,14 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli_main("ebm3d")  # expected errors: one line `ebm3d: error: ...`, exit 2; --debug: traceback
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except (ConfigError, DataError, DivergenceError) as err:
-        print(f"ebm3d {args.command}: {err}", file=sys.stderr)
-        return 2
+    args = parse_with_overrides(build_parser(), argv)  # key=value anywhere after the command
+    return args.fn(args)
 
 
 if __name__ == "__main__":

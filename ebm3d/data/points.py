@@ -6,8 +6,13 @@ Normalisation modes (the ``normalisation`` setting of the dataset builders):
   every shape lies in the unit ball and touches its surface.
 - ``"category_minmax"``: first ``"sphere"`` per shape (source files come in their own units),
   then per category and per axis an affine map taking the category's training-split minimum
-  and maximum to -1 and +1 (the generative PointNet setting). Validation and test shapes use
-  the training statistics, so they may reach slightly outside [-1, 1].
+  and maximum to -1 and +1. Every axis is stretched to the same range, so aspect ratios change.
+- ``"category_scalar"``: first ``"sphere"`` per shape, then ONE affine map per category, the same
+  on every axis, taking the smallest and largest coordinate of the category's training array to
+  -1 and +1 (the official generative PointNet code). Aspect ratios are kept.
+
+In both category modes validation and test shapes use the training statistics, so they may reach
+slightly outside [-1, 1].
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import trimesh
 
 from ebmcore.errors import ConfigError
 
-NORMALISATIONS = ("sphere", "category_minmax")
+NORMALISATIONS = ("sphere", "category_minmax", "category_scalar")
 
 
 def sample_points(mesh: trimesh.Trimesh, n: int, seed: int) -> np.ndarray:
@@ -49,17 +54,19 @@ def to_unit_sphere(points: np.ndarray) -> np.ndarray:
 
 
 def fit_category_minmax(points: np.ndarray, labels: np.ndarray, fit_mask: np.ndarray,
-                        n_classes: int) -> np.ndarray:
-    """Per-class, per-axis (min, max) over the shapes selected by ``fit_mask``.
+                        n_classes: int, scalar: bool = False) -> np.ndarray:
+    """Per-class (min, max) over the shapes selected by ``fit_mask``: per axis, or with
+    ``scalar`` one value over all three axes (repeated on each axis).
 
     points (B, N, 3), labels (B,), fit_mask (B,) bool; returns (n_classes, 2, 3) float64. A
     class with no fitting shape gets (-1, 1), i.e. the identity map.
     """
     stats = np.tile(np.array([[-1.0] * 3, [1.0] * 3]), (n_classes, 1, 1))
     for c in range(n_classes):
-        sel = points[(labels == c) & fit_mask]
+        sel = points[(labels == c) & fit_mask].reshape(-1, 3)
         if len(sel):
-            stats[c] = sel.reshape(-1, 3).min(axis=0), sel.reshape(-1, 3).max(axis=0)
+            lo, hi = (sel.min(), sel.max()) if scalar else (sel.min(axis=0), sel.max(axis=0))
+            stats[c, 0], stats[c, 1] = lo, hi
     return stats
 
 
@@ -74,13 +81,13 @@ def normalise(points: np.ndarray, labels: np.ndarray, fit_mask: np.ndarray, n_cl
               mode: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Normalise (B, N, 3) points by ``mode`` (see module docstring).
 
-    Returns the points and the category statistics (n_classes, 2, 3) for
-    ``"category_minmax"`` (None for ``"sphere"``).
+    Returns the points and the category statistics (n_classes, 2, 3) for the category modes
+    (None for ``"sphere"``).
     """
     if mode not in NORMALISATIONS:
         raise ConfigError(f"normalisation {mode!r} is not one of {NORMALISATIONS}")
     pts = to_unit_sphere(points)
     if mode == "sphere":
         return pts, None
-    stats = fit_category_minmax(pts, labels, fit_mask, n_classes)
+    stats = fit_category_minmax(pts, labels, fit_mask, n_classes, scalar=mode == "category_scalar")
     return apply_category_minmax(pts, labels, stats), stats

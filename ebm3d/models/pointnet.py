@@ -2,33 +2,36 @@
 
 The score ``f_theta`` of a point set ``x`` (B, N, 3) is
 
-    h_0 = x^T (B, 3, N);  h_l = ReLU(LN_points(Conv1d_1x1(h_{l-1})))   for each width in ``widths``
+    h_0 = x^T (B, 3, N);  h_l = ReLU(LN_points(conv_l(h_{l-1})))       for each width in ``widths``
     f_theta(x) = MLP(mean over points of h_L)                           (``mlp`` widths, ReLU, -> 1)
 
 and the energy is ``E(x) = -f_theta(x) + |x|^2 / (2 sigma_ref^2)`` (:class:`ebmcore.energy.EnergyModel`).
-The published network (Xie et al., CVPR 2021) has widths 64, 64, 128, 256, 1024, an MLP 512, 256,
-128, 64 and sigma_ref 0.3 (:data:`PAPER`); :data:`CPU_DEFAULT` is a narrower one that trains on a
-2-core CPU.
+``conv_l`` is a 1x1 Conv1d; with ``residual`` a layer whose width equals the previous one's is
+``h + Conv1d(h)`` (the published code's 64 -> 64 layer).
 
-``LN_points`` normalises every channel of every cloud over its points (zero mean, unit variance
-over the N points) and then applies a per-channel scale and shift. The published code used
-``LayerNorm(num_point)``, whose affine parameters belong to point *positions*; that ties the
-network to one point count and breaks exact permutation invariance, so here the affine part is
-per channel. With it, a permutation of the points permutes every hidden row the same way, the
-average pool removes the order, and the input-gradient is permuted along (tested).
+The published network (Xie et al., CVPR 2021; official code GPointNet) has widths 64, 64, 128,
+256, 1024 with the second layer residual, an MLP 512, 256, 128, 64, sigma_ref 0.3, and
+``LayerNorm(num_point)`` over the points, whose scale and shift belong to point *positions*
+(:data:`PAPER`, ``norm="position"``). :data:`CPU_DEFAULT` is a narrower one.
 
-Two consequences of normalising over points are worth knowing:
+``LN_points`` normalises every channel of every cloud over its N points (zero mean, unit variance).
+Its affine part is either
 
-- the network accepts any point count N >= 2 (the robustness tests feed it clouds with points
-  removed or outliers added);
-- the first layer is affine in ``x`` and its normalisation removes each channel's mean and scale,
-  so ``f_theta`` is invariant to translating a cloud and to scaling it uniformly. Position and
-  overall size of a sample are therefore set by the chain's initial noise and the Gaussian
-  reference, not by ``f_theta``; generation metrics compare shapes after the same per-shape
-  normalisation (see :mod:`ebm3d.tasks.pointnet_eval`).
+- ``norm="position"`` (published): one scale and shift per point position, shared by the
+  channels. The network then needs exactly ``n_points`` points, and it is permutation invariant
+  only while those weights are equal (as initialised); or
+- ``norm="layer"``: one scale and shift per channel. A permutation of the points then permutes
+  every hidden row the same way, the average pool removes the order, the input-gradient is
+  permuted along (tested), and any N >= 2 works (the robustness curves remove and add points).
 
-:meth:`GenerativePointNet.features` gives the classification descriptor: every hidden layer's
-per-point features max-pooled over the points (the paper pools the last one).
+The first layer is affine in ``x`` and its normalisation removes each channel's mean and scale,
+so ``f_theta`` is invariant to translating a cloud and to scaling it uniformly. Position and
+overall size of a sample are therefore set by the chain's initial noise and the Gaussian
+reference; generation metrics compare shapes after a per-shape normalisation
+(:mod:`ebm3d.tasks.pointnet_eval`).
+
+:meth:`GenerativePointNet.features` gives the classification descriptor: the last hidden layer's
+per-point features max-pooled over the points (published), or every hidden layer's.
 """
 from __future__ import annotations
 
@@ -41,26 +44,32 @@ from torch import nn
 from ebmcore.energy import EnergyModel
 from ebmcore.errors import ConfigError
 
-#: The published energy network (REFERENCE.md section 3).
-PAPER = dict(widths=[64, 64, 128, 256, 1024], mlp=[512, 256, 128, 64], sigma_ref=0.3, norm="layer")
-#: The CPU default of configs/pointnet_*_cpu.yaml: the same structure, about 30x fewer
-#: multiply-adds per point, and no reference term (those configs sample with a large step, under
-#: which the reference term alone would shrink every sample; see docs/ebm3d_pointnet.md).
-CPU_DEFAULT = dict(widths=[32, 64, 128], mlp=[64, 32], sigma_ref=None, norm="layer")
+#: The published energy network (REFERENCE.md section 3 and the official code).
+PAPER = dict(widths=[64, 64, 128, 256, 1024], mlp=[512, 256, 128, 64], sigma_ref=0.3, norm="position",
+             residual=True)
+#: The network of configs/pointnet_*_cpu.yaml: the published structure (residual 64 -> 64 layer,
+#: per-position affine), about 20x fewer multiply-adds per point.
+CPU_DEFAULT = dict(widths=[64, 64, 128], mlp=[64, 32], sigma_ref=0.3, norm="position", residual=True)
 
-NORMS = ("layer", "none")
+#: ``position``: LayerNorm over the points with a scale and shift per point position (published);
+#: ``layer``: the same normalisation with a scale and shift per channel; ``none``.
+NORMS = ("position", "layer", "none")
 
 
 @dataclass
 class PointNetSpec:
-    """Architecture of the point energy (defaults: the published network).
+    """Architecture of the point energy (defaults: the published layer sizes with a per-channel
+    affine and no residual layer; :data:`PAPER` is the published network).
 
     widths: output channels of the per-point 1x1 convolutions (each followed by the point
         normalisation and ReLU).
     mlp: hidden widths of the MLP on the average-pooled features (ReLU); a last linear layer
         gives the scalar score.
     sigma_ref: standard deviation of the Gaussian reference (None: no reference term).
-    norm: ``"layer"`` (normalisation over the points, per channel) or ``"none"``.
+    norm: ``"position"`` (normalisation over the points, affine per point position: needs
+        ``n_points``), ``"layer"`` (the same, affine per channel) or ``"none"``.
+    residual: a conv layer whose width equals its input's adds its input (``h + conv(h)``).
+    n_points: the point count N the network takes (required by ``norm="position"``).
     eps: added to the variance in the normalisation.
     """
 
@@ -68,6 +77,8 @@ class PointNetSpec:
     mlp: list[int] = field(default_factory=lambda: list(PAPER["mlp"]))
     sigma_ref: float | None = 0.3
     norm: str = "layer"
+    residual: bool = False
+    n_points: int | None = None
     eps: float = 1e-5
 
     def validate(self, prefix: str = "") -> "PointNetSpec":
@@ -79,6 +90,8 @@ class PointNetSpec:
             raise ConfigError(f"{prefix}sigma_ref: must be positive, got {self.sigma_ref}")
         if self.norm not in NORMS:
             raise ConfigError(f"{prefix}norm: {self.norm!r} is not one of {list(NORMS)}")
+        if self.norm == "position" and not (self.n_points and self.n_points >= 2):
+            raise ConfigError(f"{prefix}n_points: norm 'position' needs the point count (>= 2), got {self.n_points}")
         if not self.eps > 0:
             raise ConfigError(f"{prefix}eps: must be positive, got {self.eps}")
         return self
@@ -114,6 +127,39 @@ class PointNorm(nn.Module):
         return F.layer_norm(h, h.shape[-1:], eps=self.eps) * self.weight + self.bias
 
 
+class PositionNorm(nn.Module):
+    """Normalise (B, C, N) features over the N points of each cloud and channel, then scale and
+    shift per point position (weights (N,), shared by the channels): the published
+    ``LayerNorm(num_point)``. Needs exactly N points."""
+
+    def __init__(self, n_points: int, eps: float = 1e-5):
+        super().__init__()
+        self.norm = nn.LayerNorm(n_points, eps=eps)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if h.shape[-1] != self.norm.normalized_shape[0]:
+            raise ValueError(f"this network (norm 'position') takes {self.norm.normalized_shape[0]} points, "
+                             f"got {h.shape[-1]}")
+        return self.norm(h)
+
+
+class Residual(nn.Module):
+    """``h + layer(h)`` for a layer that keeps the shape (B, C, N)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.layer(h)
+
+
+def _norm(spec: "PointNetSpec", width: int) -> nn.Module:
+    if spec.norm == "position":
+        return PositionNorm(spec.n_points, spec.eps)
+    return PointNorm(width, spec.eps) if spec.norm == "layer" else nn.Identity()
+
+
 class GenerativePointNet(EnergyModel):
     """The generative PointNet energy on point sets (B, N, 3), N >= 2.
 
@@ -126,8 +172,9 @@ class GenerativePointNet(EnergyModel):
         self.spec = spec
         convs, norms, prev = [], [], 3
         for width in spec.widths:
-            convs.append(PointConv(prev, width))
-            norms.append(PointNorm(width, spec.eps) if spec.norm == "layer" else nn.Identity())
+            conv = PointConv(prev, width)
+            convs.append(Residual(conv) if spec.residual and width == prev else conv)
+            norms.append(_norm(spec, width))
             prev = width
         self.convs, self.norms = nn.ModuleList(convs), nn.ModuleList(norms)
         layers = []
@@ -155,11 +202,11 @@ class GenerativePointNet(EnergyModel):
         h = self.point_features(x)[-1]
         return self.head(h.mean(dim=2)).squeeze(1)
 
-    def features(self, x: torch.Tensor, layers: str = "all") -> torch.Tensor:
+    def features(self, x: torch.Tensor, layers: str = "last") -> torch.Tensor:
         """Classification descriptor (B, D): per-point features max-pooled over the points.
 
-        layers: ``"all"`` concatenates every hidden layer (D = sum(widths)); ``"last"`` keeps the
-        last one (D = widths[-1], the published choice).
+        layers: ``"last"`` keeps the last hidden layer (D = widths[-1], the published choice);
+        ``"all"`` concatenates every hidden layer (D = sum(widths)).
         """
         feats = self.point_features(x)
         if layers == "last":

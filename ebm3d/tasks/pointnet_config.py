@@ -36,10 +36,11 @@ class PointDataConfig:
         subset of point files).
     train_points: points per cloud the model trains on: a fresh random subset of the n_points
         every step (None: all n_points, in a fixed order).
-    normalisation: ``category_minmax`` (per class and axis the training split's range to
-        [-1, 1], the paper's synthesis setting) or ``sphere`` (per shape, centroid at 0 and the
-        farthest point at radius 1; used for classification, where a per-class map would leak
-        the label).
+    normalisation: ``category_scalar`` (per shape on the unit sphere, then one scalar min/max
+        over the class's training array to [-1, 1]: the published setting, aspect ratios kept),
+        ``category_minmax`` (the same per axis: aspect ratios change) or ``sphere`` (per shape,
+        centroid at 0 and the farthest point at radius 1; used for classification, where a
+        per-class map would leak the label; the energy is blind to a uniform scale anyway).
     jitter: std of the Gaussian noise added to the observed clouds at every training step.
     max_per_class: keep at most this many files per class and official split (tests).
     n_per_class: furniture only: shapes generated per class.
@@ -53,7 +54,7 @@ class PointDataConfig:
     classes: list[str] | None = None
     n_points: int = check(1024, min=2, max=1_000_000)
     train_points: int | None = check(None, min=2, max=1_000_000)
-    normalisation: str = check("category_minmax", choices=list(NORMALISATIONS))
+    normalisation: str = check("category_scalar", choices=list(NORMALISATIONS))
     jitter: float = check(0.01, min=0.0, max=1.0)
     max_per_class: int | None = check(None, min=1)
     n_per_class: int = check(60, min=2, max=100_000)
@@ -70,18 +71,21 @@ class PointDataConfig:
 @dataclass
 class EnergyConfig:
     """The energy network (see :class:`ebm3d.models.pointnet.PointNetSpec`); defaults: the
-    published one."""
+    published one. With ``norm: position`` the network takes the training point count
+    (``data.train_points`` or ``data.n_points``) and no other."""
 
     widths: list[int] = check(default_factory=lambda: list(PAPER["widths"]), min=1, max=65536)
     mlp: list[int] = check(default_factory=lambda: list(PAPER["mlp"]), min=1, max=65536)
     sigma_ref: float | None = check(0.3, min=1e-6, max=1e6)
-    norm: str = check("layer", choices=list(NORMS))
+    norm: str = check("position", choices=list(NORMS))
+    residual: bool = True
 
-    def spec(self) -> PointNetSpec:
-        return PointNetSpec(list(self.widths), list(self.mlp), self.sigma_ref, self.norm)
+    def spec(self, n_points: int | None = None) -> PointNetSpec:
+        return PointNetSpec(list(self.widths), list(self.mlp), self.sigma_ref, self.norm, self.residual,
+                            n_points if self.norm == "position" else None)
 
     def validate(self, prefix=""):
-        self.spec().validate(prefix)
+        self.spec(n_points=2).validate(prefix)
 
 
 @dataclass
@@ -146,6 +150,9 @@ class PointEvalConfig:
 
     ref_split: the reference shapes (the first n_ref of that split; None: all of it).
     n_samples: generated clouds (None: as many as references).
+    n_points: points per cloud measured: samples are drawn with this many points and the
+        references are seeded subsets of it (None: the training point count, the only one a
+        ``norm: position`` network takes).
     emd: 'exact' (POT's network simplex), 'approxmatch' (APPROXIMATE) or 'none'.
     emd_points: EMD is computed on this many points per cloud (a seeded subset, the same for
         every row of the report), because exact EMD on 1024 points costs about 0.4 s a pair
@@ -154,35 +161,41 @@ class PointEvalConfig:
         per shape before measuring, 'none' measures as they are.
     oracle: also report a random subset of the training split (the floor) and Gaussian blobs
         (the ceiling), measured the same way.
+    record: a section of docs/results/ebm3d.json that ``ebm3d evaluate`` writes (None: none).
     """
 
     ref_split: str = check("test", choices=["train", "val", "test"])
     n_ref: int | None = check(100, min=2, max=1_000_000)
     n_samples: int | None = check(None, min=2, max=1_000_000)
+    n_points: int | None = check(None, min=2, max=1_000_000)
     emd: str = check("exact", choices=["exact", "approxmatch", "none"])
     emd_points: int | None = check(256, min=2, max=1_000_000)
     normalise: str = check("sphere", choices=["sphere", "none"])
     oracle: bool = True
     workers: int = check(1, min=1, max=64)
+    record: str | None = None
 
 
 @dataclass
 class PointClassifyConfig:
     """Linear classification of an unsupervised model's max-pooled per-point features.
 
-    classifier: 'svm' (linear SVM) or 'logistic'; C: values tried; features: 'all' hidden layers
-    or the 'last' one. Every ``eval_every`` training steps (and at the end) each C is fitted on
+    classifier: 'svm' (linear SVM) or 'logistic'; C: values tried; features: the 'last' hidden
+    layer (published) or 'all' of them. Every ``eval_every`` training steps (and at the end) each C is fitted on
     train and scored on validation; the best (checkpoint, C) is the one scored on test.
-    baseline: also score the untrained network's features (same seed, same selection).
+    baseline: also score the untrained network's features (same seed, same selection on
+        validation), reported next to the trained ones.
+    record: a section of docs/results/ebm3d.json that the classification writes (None: none).
     """
 
     classifier: str = check("svm", choices=["svm", "logistic"])
     C: list[float] = check(default_factory=lambda: [0.001, 0.01, 0.1, 1.0], min=1e-8, max=1e8)
-    features: str = check("all", choices=["all", "last"])
+    features: str = check("last", choices=["last", "all"])
     eval_every: int = check(100, min=1)
     max_iter: int = check(5000, min=10, max=1_000_000)
     batch_size: int = check(64, min=1, max=100_000)
     baseline: bool = True
+    record: str | None = None
 
 
 @dataclass
@@ -201,12 +214,12 @@ class RobustnessConfig:
 
 
 def _default_train() -> TrainConfig:
-    """The published training settings (REFERENCE.md section 3)."""
+    """The published training settings (REFERENCE.md section 3 and the official code)."""
     return TrainConfig(
         steps=2000, batch_size=128, log_every=10, ckpt_every=50, sample_every=50,
-        sampler=SamplerConfig(steps=64, step_size=0.01, clamp=[-1.0, 1.0]),
+        sampler=SamplerConfig(steps=64, step_size=0.01, noise_scale=1.0, clamp=[-1.0, 1.0]),
         chains=ChainConfig(kind="short_run", std=0.3),
-        optim=OptimConfig(lr=5e-4, beta1=0.9, beta2=0.999))
+        optim=OptimConfig(lr=5e-4, beta1=0.9, beta2=0.999, lr_step_every=10, lr_gamma=0.998))
 
 
 @dataclass
@@ -236,13 +249,18 @@ class PointNetExperiment:
     def validate(self, prefix=""):
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ConfigError(f"{prefix}name: {self.name!r} must be a plain folder name")
-        if self.task == "classification" and self.data.normalisation == "category_minmax":
-            raise ConfigError(f"{prefix}data.normalisation: category_minmax uses each shape's class to "
-                              "normalise it, which leaks the label into classification; use sphere")
+        if self.task == "classification" and self.data.normalisation != "sphere":
+            raise ConfigError(f"{prefix}data.normalisation: {self.data.normalisation} uses each shape's class "
+                              "to normalise it, which leaks the label into classification; use sphere")
         kind = self.train.chains.kind
         if kind in ("persistent", "replay") and self.train.chains.num_chains < self.train.batch_size:
             raise ConfigError(f"{prefix}train.chains.num_chains: {self.train.chains.num_chains} is smaller "
                               f"than train.batch_size {self.train.batch_size}")
+
+    @property
+    def train_points(self) -> int:
+        """Points per training cloud: what the chains and a ``norm: position`` network take."""
+        return self.data.train_points or self.data.n_points
 
     @property
     def run_dir(self) -> Path:

@@ -1,17 +1,18 @@
 """Training a generative PointNet with the engine's :class:`~ebmcore.learning.Trainer`.
 
-:class:`PointTrainer` adds the two data augmentations of the paper to the engine's loop, both pure
-functions of (seed, step) so a resumed run sees the same batches:
+Two data augmentations of the published code go in through the engine's ``transform`` hook
+(:class:`PointAugment`), both pure functions of (seed, minibatch index) so a resumed run sees the
+same batches:
 
-- a fresh random subset of ``train_points`` of each cloud's points every step (when set);
+- a fresh random subset of ``data.train_points`` of each cloud's points every step (when set);
 - Gaussian jitter of std ``data.jitter`` on the observed clouds.
 
-Everything else (short-run chains from N(0, std^2), Langevin, the contrastive loss, the
-divergence guard, checkpoints, metrics) is the engine's.
+The chains live at the training point count (the engine's ``chains`` hook). Everything else
+(short-run chains from N(0, std^2), Langevin, the contrastive loss, StepLR, the divergence guard,
+checkpoints, sample snapshots, metrics) is the engine's.
 """
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
@@ -19,52 +20,47 @@ import torch
 
 from ebmcore.chains import make_chains
 from ebmcore.errors import DataError
-from ebmcore.io import load_tensors, save_tensors
+from ebmcore.io import load_tensors
 from ebmcore.learning import CHECKPOINT, Trainer
 
 from ebm3d.models.pointnet import GenerativePointNet
 from ebm3d.tasks.pointnet_config import PointNetExperiment, load_pointnet_experiment
 
 
-class PointTrainer(Trainer):
-    """The engine's trainer with per-step point subsets and jitter of the observed clouds.
+class PointAugment:
+    """``transform(batch, index) -> batch`` for the engine: a random subset of ``train_points``
+    points of each observed cloud (B, P, 3) -> (B, train_points, 3) (None: all P, as stored),
+    then jitter of std ``jitter``. Seeded by (seed, minibatch index)."""
 
-    data: (N, P, 3) clouds. train_points: points per training cloud (None: all P, as stored).
-    jitter: std of the noise added to the observed clouds.
-    """
+    def __init__(self, seed: int, train_points: int | None, jitter: float):
+        self.seed, self.train_points, self.jitter = seed, train_points, jitter
 
-    def __init__(self, model, data, cfg, run_dir, *, train_points: int | None = None, jitter: float = 0.0,
-                 **kwargs):
-        super().__init__(model, data, cfg, run_dir, **kwargs)
-        n_points = self.data["x"].shape[1]
-        self.train_points = train_points if train_points and train_points < n_points else None
-        self.jitter = jitter
-        if self.train_points:
-            # the chains live at the training point count; keep whatever state a resume loaded
-            state = self.chains.state_dict()
-            c = cfg.chains
-            self.chains = make_chains(c.kind, (self.train_points, 3), std=c.std, mean=c.mean,
-                                      num_chains=c.num_chains, reinit_prob=c.reinit_prob)
-            if state:
-                self.chains.load_state_dict(state)
-            self._snapshot = copy.deepcopy(self.state_dict())
-
-    def batch(self, step: int) -> dict[str, torch.Tensor]:
-        out = super().batch(step)
-        x = out["x"]
-        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_033 + 7 * step + self.rank)
-        if self.train_points:
-            keys = torch.rand(x.shape[:2], generator=g)
-            idx = keys.argsort(dim=1)[:, : self.train_points].to(x.device)
+    def __call__(self, batch: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
+        x = batch["x"]
+        g = torch.Generator().manual_seed(self.seed * 1_000_033 + 7 * index)
+        if self.train_points and self.train_points < x.shape[1]:
+            idx = torch.rand(x.shape[:2], generator=g).argsort(dim=1)[:, : self.train_points].to(x.device)
             x = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
         if self.jitter:
             x = x + self.jitter * torch.randn(x.shape, generator=g).to(x.device)
-        out["x"] = x
-        return out
+        return {**batch, "x": x}
+
+
+def make_trainer(cfg: PointNetExperiment, model: GenerativePointNet, data: torch.Tensor, *, resume: bool = True,
+                 callbacks=None, run_dir: str | Path | None = None) -> Trainer:
+    """The engine's trainer for clouds ``data`` (N, P, 3) with the experiment's augmentation and
+    chains of ``cfg.train_points`` points."""
+    c = cfg.train.chains
+    chains = make_chains(c.kind, (cfg.train_points, 3), std=c.std, mean=c.mean, num_chains=c.num_chains,
+                         reinit_prob=c.reinit_prob)
+    augment = PointAugment(cfg.train.seed, cfg.data.train_points, cfg.data.jitter)
+    return Trainer(model, data, cfg.train, run_dir or cfg.run_dir, resume=resume, callbacks=callbacks,
+                   full_config=cfg, chains=chains, transform=augment)
 
 
 def build_model(cfg: PointNetExperiment) -> GenerativePointNet:
-    return GenerativePointNet(cfg.energy.spec())
+    """The experiment's energy network (taking ``cfg.train_points`` points with ``norm: position``)."""
+    return GenerativePointNet(cfg.energy.spec(cfg.train_points))
 
 
 def set_threads(cfg: PointNetExperiment) -> None:
@@ -72,33 +68,18 @@ def set_threads(cfg: PointNetExperiment) -> None:
         torch.set_num_threads(cfg.threads)
 
 
-class SampleSaver:
-    """Trainer callback: every ``train.sample_every`` steps, the step's synthesised clouds go to
-    ``run_dir/samples/step_<k>.pt`` (key ``samples``; viewable with ``ebm3d view``)."""
-
-    def __init__(self, run_dir: Path, every: int):
-        self.folder, self.every = Path(run_dir) / "samples", every
-
-    def __call__(self, trainer, step, metrics):
-        if step % self.every == 0 and trainer.last_samples is not None and trainer.rank == 0:
-            save_tensors({"samples": trainer.last_samples[:16].cpu(), "step": step},
-                         self.folder / f"step_{step:06d}.pt")
-
-
-def train_pointnet(cfg: PointNetExperiment, data: torch.Tensor, callbacks=None) -> tuple[GenerativePointNet, PointTrainer, float]:
-    """Train (resuming from ``cfg.run_dir``) on clouds (N, P, 3); returns (model, trainer, seconds)."""
+def train_pointnet(cfg: PointNetExperiment, data: torch.Tensor, callbacks=None) -> tuple[GenerativePointNet, Trainer, dict]:
+    """Train (resuming from ``cfg.run_dir``) on clouds (N, P, 3); returns (model, trainer,
+    ``{"wall": s, "cpu": s}``: the wall and process CPU seconds of this call's training loop)."""
     if data.dim() != 3 or data.shape[-1] != 3:
         raise DataError(f"training clouds must be (N, P, 3), got {tuple(data.shape)}")
     set_threads(cfg)
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg)
-    cbs = [SampleSaver(cfg.run_dir, cfg.train.sample_every), *(callbacks or [])]
-    trainer = PointTrainer(model, data, cfg.train, cfg.run_dir, train_points=cfg.data.train_points,
-                           jitter=cfg.data.jitter, callbacks=cbs, full_config=cfg)
-    started = time.time()
+    trainer = make_trainer(cfg, build_model(cfg), data, callbacks=callbacks)
+    started, cpu = time.time(), time.process_time()
     trainer.fit()
     trainer.save_checkpoint()
-    return trainer.model, trainer, time.time() - started
+    return trainer.model, trainer, {"wall": time.time() - started, "cpu": time.process_time() - cpu}
 
 
 def load_pointnet_run(run_dir: str | Path, overrides: list[str] | None = None,

@@ -25,11 +25,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_classifier_pipeline_and_robustness_on_a_real_slice(tmp_path):
+def test_classifier_pipeline_and_robustness_on_a_real_slice(tmp_path, monkeypatch):
+    import ebmcore.results
+
+    monkeypatch.setattr(ebmcore.results, "RESULTS_DIR", tmp_path / "results")
     cfg = load_pointnet_experiment(None, [
         f"out_dir={tmp_path}", "name=cls", "task=classification", "data.normalisation=sphere",
         "data.max_per_class=6", "data.val_fraction=0.2", "data.n_points=128", "data.train_points=64",
-        "energy.widths=[8,16]", "energy.mlp=[8]", "energy.sigma_ref=null", "train.steps=4", "train.batch_size=8",
+        "energy.widths=[8,16]", "energy.mlp=[8]", "energy.sigma_ref=null", "energy.norm=layer", "train.steps=4",
+        "train.batch_size=8", "classify.record=pointnet_modelnet10",
         "train.sampler.steps=3", "train.sampler.step_size=1.0", "train.sampler.noise_scale=0.01",
         "train.progress=false", "train.tensorboard=false", "classify.eval_every=2", "classify.C=[0.01,1.0]",
         "robustness.missing=[0.0,0.5,0.99]", "robustness.outliers=[0.0,1.0]", "robustness.jitter=[0.0,0.1]"])
@@ -38,13 +42,16 @@ def test_classifier_pipeline_and_robustness_on_a_real_slice(tmp_path):
     report = run_classification(cfg, ds, log=lambda m: None)
     n = report["n"]
     assert n["train"] + n["val"] == 60 and n["test"] == 60
-    assert report["feature_dim"] == 8 + 16
+    assert report["feature_dim"] == 16  # the last layer's features
     assert [h["step"] for h in report["selection_history"]] == [2, 4]
     assert report["selected_step"] in (2, 4) and report["selected_C"] in (0.01, 1.0)
     assert 0.0 <= report["test_accuracy"] <= 1.0 and report["train_accuracy"] > 0.3
     assert set(report["per_class_test_accuracy"]) == set(ds.classes)
     assert 0.0 <= report["untrained_baseline"]["test_accuracy"] <= 1.0
     assert json.loads((cfg.run_dir / "classification.json").read_text())["test_accuracy"] == report["test_accuracy"]
+    recorded = json.loads((tmp_path / "results" / "ebm3d.json").read_text())["pointnet_modelnet10"]
+    assert recorded["trained"]["test_accuracy"] == report["test_accuracy"]
+    assert recorded["untrained"] == report["untrained_baseline"] and recorded["train_seconds"] >= 0
 
     rob = robustness_curves(cfg, ds, seed=0, log=lambda m: None)
     curves = rob["curves"]

@@ -24,7 +24,7 @@ from ebm3d.tasks.pointnet_train import build_model, load_pointnet_run
 
 PCD = data_root() / "modelnet10-pcd"
 needs_pcd = pytest.mark.skipif(not (PCD / "chair").is_dir(), reason=f"shared modelnet10-pcd not found at {PCD}")
-TINY = ["energy.widths=[8,16]", "energy.mlp=[8]", "energy.sigma_ref=null", "train.sampler.steps=4",
+TINY = ["energy.widths=[8,16]", "energy.mlp=[8]", "energy.sigma_ref=null", "energy.norm=layer", "train.sampler.steps=4",
         "train.sampler.step_size=1.0", "train.sampler.noise_scale=0.01", "data.train_points=32",
         "data.n_points=64", "threads=1"]
 
@@ -193,7 +193,7 @@ def test_short_training_on_real_chairs_lowers_the_objective(tmp_path):
     assert sum(loss[-10:]) / 10 < sum(loss[:5]) / 5
     s = trainer.last_samples
     assert s.shape == (8, 32, 3) and torch.isfinite(s).all() and s.abs().max() <= 1.0
-    assert (cfg.run_dir / "samples" / "step_000010.pt").is_file()
+    assert (cfg.run_dir / "samples" / "step000010.pt").is_file()
     # the run reloads with its config and weights
     cfg2, model2 = load_pointnet_run(cfg.run_dir)
     assert cfg2.energy.widths == [8, 16]
@@ -226,7 +226,7 @@ def test_cli_end_to_end_on_builtin_chairs(tmp_path, capsys):
     report = json.loads((run / "train_report.json").read_text())
     assert report["steps"] == 3 and report["samples"]["finite"]
     assert load_tensors(run / "samples.pt")["samples"].shape == (16, 32, 3)
-    assert main(["sample", str(run), "--n", "3", "--points", "64", "--ply", "--no-open3d"]) == 0
+    assert main(["sample", str(run), "--n", "3", "--ply", "--no-open3d"]) == 0
     assert len(list((run / "samples_fresh_ply").glob("*.ply"))) == 3
     assert main(["reconstruct", str(run), "reconstruction.n_examples=2", "reconstruction.iterations=2",
                  "--no-open3d"]) == 0
@@ -237,6 +237,7 @@ def test_cli_end_to_end_on_builtin_chairs(tmp_path, capsys):
     assert load_tensors(run / "interpolation.pt")["strips"].shape == (3, 3, 32, 3)
     assert main(["evaluate", str(run), "evaluate.n_ref=2", "evaluate.emd_points=16"]) == 0
     ev = json.loads((run / "evaluation.json").read_text())
+    assert ev["settings"]["points"] == 32  # the training point count, the only one this network takes
     assert set(ev["rows"]) == {"model", "oracle", "gaussian"}
     assert {"MMD-CD", "COV-EMD", "1-NNA-EMD", "JSD"} <= set(ev["rows"]["model"])
     capsys.readouterr()
