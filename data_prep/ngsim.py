@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from ebmcore.cli_errors import cli_main
 from ebmcore.errors import ConfigError, DataError
 from ebmcore.paths import cache_root
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+@cli_main("data_prep.ngsim")  # other expected errors: one line too, exit 2; --debug: traceback
 def main(argv=None) -> int:
     from ebmtraj.data.cleaning import CleanConfig
     from ebmtraj.data.prepare import prepare
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
         print(f"cached in {out}")
         return 0
     except (DataError, ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"data_prep.ngsim: error: {err}", file=sys.stderr)
         return 2
 
 

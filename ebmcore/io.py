@@ -75,7 +75,9 @@ def load_tensors(path: str | os.PathLike, map_location: str | torch.device = "cp
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path}: not a plain-weights checkpoint (it holds pickled Python "
                               "objects, which are never loaded)") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as err:
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as err:
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({detail})") from None
 

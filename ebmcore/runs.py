@@ -215,7 +215,11 @@ def open_run(run_dir: str | Path, *, resume: bool, config: dict | None) -> bool:
         _fresh.discard(root)
         resume = False
     lock_run(run_dir)
-    remove_orphans(run_dir)
-    if resume and config is not None and (run_dir / CHECKPOINT_FILE).exists():
-        check_resume(run_dir, config)
+    try:
+        remove_orphans(run_dir)
+        if resume and config is not None and (run_dir / CHECKPOINT_FILE).exists():
+            check_resume(run_dir, config)
+    except BaseException:
+        unlock_run(run_dir)
+        raise
     return resume

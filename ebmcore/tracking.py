@@ -10,20 +10,27 @@ class MetricsLogger:
     """Appends one row of scalar metrics per call to ``metrics.csv`` and ``metrics.jsonl``
     in ``run_dir``, and to TensorBoard (``run_dir/tb``) when ``tensorboard`` is True.
 
-    On resume the files are truncated to rows with ``step <= start_step`` so a resumed
-    run's log has no duplicated or orphaned rows.
+    On resume the files are truncated to rows with ``step <= start_step``, and
+    :meth:`rewind` does the same when the divergence guard restores an earlier state, so
+    the log holds every step once, from the run that produced the current state.
     """
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = True, start_step: int = 0):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.csv_path, self.json_path = self.dir / "metrics.csv", self.dir / "metrics.jsonl"
-        self._truncate(start_step)
-        self.writer = None
-        if tensorboard:
+        self.tensorboard, self.writer = tensorboard, None
+        self.rewind(start_step)
+
+    def rewind(self, step: int) -> None:
+        """Drop every logged row after ``step`` (a resume or a restore continues from there)."""
+        self._truncate(step)
+        if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.dir / "tb"), purge_step=start_step + 1 if start_step else None)
+            if self.writer is not None:
+                self.writer.close()
+            self.writer = SummaryWriter(str(self.dir / "tb"), purge_step=step + 1 if step else None)
 
     def _truncate(self, start_step: int) -> None:
         rows = read_metrics(self.json_path) if self.json_path.exists() else []

@@ -18,6 +18,7 @@ from dataclasses import replace
 
 import torch
 
+from ebmcore.cli_errors import cli_main, parse_with_overrides
 from ebmcore.errors import ConfigError, DataError, DivergenceError
 
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 PLANNER_COMMANDS = {"evaluate-closed-loop": "closed_loop", "plan-commonroad": "commonroad_planning"}
 
 
+@cli_main("ebmtraj")  # expected errors: one line `ebmtraj: error: ...`, exit 2; --debug: traceback
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PLANNER_COMMANDS:  # planner evaluations take a checkpoint, not a config
@@ -71,21 +73,17 @@ def main(argv=None) -> int:
         module = importlib.import_module(f"ebmtraj.{PLANNER_COMMANDS[argv[0]]}")
         entry = module.closed_loop_main if argv[0] == "evaluate-closed-loop" else module.commonroad_main
         return entry(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = parse_with_overrides(build_parser(), argv)  # key=value anywhere after the command
     torch.set_num_threads(max(1, args.threads))
-    try:
-        from .config import load
+    from .config import load
 
-        overrides = list(args.overrides)
-        if args.seed is not None:
-            overrides.append(f"seed={args.seed}")
-        cfg = load(args.config, overrides)
-        torch.manual_seed(cfg.seed)
-        return {"prepare": _prepare, "train": _train, "predict": _predict, "evaluate": _evaluate,
-                "view": _view}[args.command](cfg, args)
-    except (ConfigError, DataError, DivergenceError) as err:
-        print(f"ebmtraj: error: {err}", file=sys.stderr)
-        return 2
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    cfg = load(args.config, overrides)
+    torch.manual_seed(cfg.seed)
+    return {"prepare": _prepare, "train": _train, "predict": _predict, "evaluate": _evaluate,
+            "view": _view}[args.command](cfg, args)
 
 
 def _prepare(cfg, args) -> int:
