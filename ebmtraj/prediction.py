@@ -22,6 +22,8 @@ kept or replaced together and a deadline stops it anytime.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ebmcore.errors import DataError
@@ -130,13 +132,16 @@ def repeat_rows(cond: dict, k: int) -> dict:
 def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy,
                 groups: torch.Tensor | None = None, generator: torch.Generator | None = None,
                 deadline: float | None = None, extra_starts: torch.Tensor | None = None,
-                chains: int = 1) -> dict:
+                chains: int = 1, seconds_per_row: float = 0.0) -> dict:
     """The search of ``cfg`` for the rows of ``cond``: start, Adam, then descent or sampling.
 
     ``make_energy(cond) -> RowEnergy``; ``groups`` (N,) int64 rows kept together (scenes);
     'adam' mode only: ``extra_starts`` (N, E, T, 2) more chains per row (a warm start) and
-    ``chains - 1`` more at the start plus N(0, init_std^2), each searched alongside the start. Returns ``z`` (N,K,T,2), ``states`` (N,K,T,6), ``controls``
-    (N,K,T,2), ``energy``, ``cost`` (N,K), ``iterations`` and ``deadline_hit``."""
+    ``chains - 1`` more at the start plus N(0, init_std^2), each searched alongside the start.
+    ``seconds_per_row``: the expected time of one evaluation per row, so that no evaluation
+    starts that would end past the ``deadline``. Returns ``z`` (N,K,T,2), ``states`` (N,K,T,6),
+    ``controls`` (N,K,T,2), ``energy`` and ``cost`` (N,K) as the search evaluated them (NaN
+    where the deadline left no evaluation), ``iterations`` and ``deadline_hit``."""
     gen = generator or torch.Generator().manual_seed(cfg.seed)
     n = cond["x0"].shape[0]
     energy = make_energy(cond)
@@ -145,11 +150,15 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
         start = reference_start(model, energy.cond, energy.enc)
     hit, iters = False, 0
 
+    best_e = None
+
     def run(e, z0, k, **kw):
-        nonlocal hit, iters
+        nonlocal hit, iters, best_e
         g = None if groups is None else groups.repeat_interleave(k) * k + torch.arange(len(z0)) % k
-        r = anytime_search(e.energy_and_grad, z0, groups=g, deadline=deadline, generator=gen, **kw)
+        r = anytime_search(e.energy_and_grad, z0, groups=g, deadline=deadline, generator=gen,
+                           expected=seconds_per_row * len(z0), **kw)
         hit, iters = hit or r.deadline_hit, iters + r.iterations
+        best_e = r.energy
         return r.z
 
     k = 1
@@ -174,7 +183,12 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
         z0 = start + cfg.init_std * torch.randn(start.shape, generator=gen, dtype=start.dtype)
         z = run(energy, z0, k, steps=cfg.steps, optimiser="langevin", step_size=cfg.step_size,
                 noise=True)
-    e, c, states, u = energy.evaluate(z)
+    if best_e is None or len(best_e) != len(z):                      # not searched: evaluate
+        best_e = energy.evaluate(z)[0] if deadline is None else torch.full(z.shape[:1], math.inf)
+    with torch.no_grad():
+        states, u = model.rollout(z, energy.cond)
+    e = torch.where(torch.isinf(best_e), torch.full_like(best_e, math.nan), best_e)
+    c = e - energy.prior(z)
     view = lambda x: x.view(n, k, *x.shape[1:])
     return {"z": view(z), "states": view(states), "controls": view(u), "energy": view(e),
             "cost": view(c), "iterations": iters, "deadline_hit": hit}

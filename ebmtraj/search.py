@@ -126,11 +126,13 @@ def group_sum(e: torch.Tensor, groups: torch.Tensor | None) -> torch.Tensor:
 def anytime_search(energy_and_grad, z0: torch.Tensor, *, steps: int, optimiser: str = "adam",
                    lr: float = 0.05, step_size: float = 0.1, noise: bool = False,
                    generator: torch.Generator | None = None, deadline: float | None = None,
-                   groups: torch.Tensor | None = None) -> SearchResult:
+                   groups: torch.Tensor | None = None, expected: float = 0.0) -> SearchResult:
     """Search from z0 (B, T, 2) (see module docstring). ``energy_and_grad(z) -> (energy (B,),
     grad (B, T, 2))``; ``optimiser``: 'adam' (rate ``lr``) or 'langevin' (``step_size``, with
     N(0, I) noise when ``noise``; without it, gradient descent); ``deadline``: a
-    :func:`time.perf_counter` time or None; ``groups`` (B,) int64: rows kept together."""
+    :func:`time.perf_counter` time or None; ``groups`` (B,) int64: rows kept together;
+    ``expected``: seconds one evaluation is expected to take (the first one too: with too little
+    time left, z0 comes back unevaluated, energy +inf, 0 iterations)."""
     if optimiser not in ("adam", "langevin"):
         raise ValueError(f"optimiser must be 'adam' or 'langevin', got {optimiser!r}")
     noise = noise and optimiser == "langevin"
@@ -138,7 +140,9 @@ def anytime_search(energy_and_grad, z0: torch.Tensor, *, steps: int, optimiser: 
     z = z0.detach().clone()
     m, v = torch.zeros_like(z), torch.zeros_like(z)
     best_z, best_e = z, torch.full(z.shape[:1], math.inf, dtype=z.dtype)
-    slowest, hit, done = 0.0, False, 0
+    slowest, hit, done = expected, False, 0
+    if deadline is not None and time.perf_counter() + expected > deadline:
+        return SearchResult(best_z, best_e, 0, True)
     for i in range(steps + 1):
         t0 = time.perf_counter()
         e, g = energy_and_grad(z)

@@ -50,12 +50,8 @@ def read_ngsim_raw(path: str | Path, *, on_bad: str = "raise",
     NaN, time out of order with Frame_ID, or an impossible jump (see module docstring).
     """
     path = Path(path)
-    first = _first_line(path)
-    sep = "," if "," in first else r"\s+"
-    n_fields = len(first.split(",")) if sep == "," else len(first.split())
-    if n_fields != len(RAW_COLUMNS):
-        raise DataError(f"{path}, row 1: expected the {len(RAW_COLUMNS)} raw NGSIM columns "
-                        f"{list(RAW_COLUMNS)}, found {n_fields} fields")
+    sep = "," if "," in _first_line(path) else r"\s+"
+    _check_field_counts(path, sep == ",")
     raw = _read_table(path, sep=sep, header=None, names=list(RAW_COLUMNS))
     raw["row"] = np.arange(1, len(raw) + 1)
     return _from_ngsim_columns(raw, path, on_bad, max_speed, recording)
@@ -186,6 +182,23 @@ def _first_line(path: Path) -> str:
             if line.strip():
                 return line.strip()
     raise DataError(f"{path}: the file is empty")
+
+
+def _check_field_counts(path: Path, commas: bool) -> None:
+    """Every non-blank line of a raw file must hold the 18 raw columns; else DataError naming
+    the file and the row (line number), or the truncation of an unfinished last line."""
+    want = len(RAW_COLUMNS)
+    with open(path, "r", errors="replace") as fh:
+        for row, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            n = line.count(",") + 1 if commas else len(line.split())
+            if n == want:
+                continue
+            if not line.endswith(("\n", "\r")) and n < want:
+                raise DataError(f"{path}, row {row}: the last line is incomplete; the file looks truncated")
+            raise DataError(f"{path}, row {row}: expected the {want} raw NGSIM columns "
+                            f"{list(RAW_COLUMNS)}, found {n} fields")
 
 
 def _read_table(path: Path, **kw) -> pd.DataFrame:

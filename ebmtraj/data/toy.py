@@ -14,7 +14,7 @@ from .lanes import Lane, LaneMap
 RECORDING = "toy"
 
 
-def straight_road(lanes: int = 3, width: float = 3.7, start: float = -300.0,
+def straight_road(lanes: int = 3, width: float = 3.7, start: float = -4000.0,
                   end: float = 3000.0) -> LaneMap:
     """``lanes`` parallel lanes along +x, lane i centred at y = i * width [m]."""
     out = []

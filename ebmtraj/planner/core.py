@@ -153,6 +153,8 @@ class Planner:
         self.config.validate()
         self.dt = DT
         self._memory = None
+        self._row_seconds = None     # measured seconds of one energy evaluation per row
+        self._tail_seconds = 5e-4    # measured seconds per agent of turning results into plans
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: PlannerConfig | None = None,
@@ -206,6 +208,34 @@ class Planner:
         check_budget(time_budget)
         budget = time_budget if time_budget is not None else self.config.time_budget
         return None if budget is None else t_start + budget
+
+    def _search(self, rows, cfg: PredictConfig, make_energy, deadline, seed: int, **kw) -> dict:
+        """:func:`ebmtraj.prediction.search_rows` on ``rows``, keeping time for the output: the
+        search ends by ``deadline`` minus the expected time of building the plans, and starts
+        no evaluation expected to end after that (the time per row is measured on earlier
+        calls; on the first call with a deadline, on a few rows)."""
+        n = rows.cond["x0"].shape[0]
+        if deadline is not None:
+            deadline -= self._tail_seconds * n
+            if self._row_seconds is None:
+                self._row_seconds = self._calibrate(rows.cond, make_energy)
+        t0 = time.perf_counter()
+        res = search_rows(self.model, rows.cond, cfg, make_energy=make_energy, deadline=deadline,
+                          generator=torch.Generator().manual_seed(seed),
+                          seconds_per_row=self._row_seconds or 0.0, **kw)
+        evals = res["iterations"] * res["energy"].numel()
+        if evals:
+            rate = (time.perf_counter() - t0) / evals
+            self._row_seconds = max(rate, 0.7 * (self._row_seconds or rate))
+        return res
+
+    def _calibrate(self, cond: dict, make_energy) -> float:
+        """Seconds per row of one energy evaluation, timed on up to 4 rows (an overestimate)."""
+        sub = {k: v[:4] for k, v in cond.items() if k not in ("nbr_row", "rel_angle", "rel_shift")}
+        t0 = time.perf_counter()
+        energy = RowEnergy(self.model, sub)
+        energy.energy_and_grad(torch.zeros(len(sub["x0"]), self.loaded.steps, 2))
+        return 1.5 * (time.perf_counter() - t0) / len(sub["x0"])
 
     def _headways(self, headways: list) -> list | None:
         """The rows' headways when the checkpoint needs virtual leaders (else None)."""
@@ -301,20 +331,19 @@ class Planner:
             return RowEnergy(self.model, c, fixed_weight=weight, margin=self.config.safety_margin,
                              compile=self.config.compile)
 
-        res = search_rows(self.model, rows.cond, cfg, make_energy=make_energy,
-                          generator=torch.Generator().manual_seed(seed), deadline=deadline,
-                          extra_starts=None if warm is None else warm[:, None],
-                          chains=cfg.samples if pmode == "min_cost" else 1)
+        res = self._search(rows, cfg, make_energy, deadline, seed,
+                           extra_starts=None if warm is None else warm[:, None],
+                           chains=cfg.samples if pmode == "min_cost" else 1)
         if res["deadline_hit"]:
             flags.append("deadline")
         e, c, states, u = (res[k][0] for k in ("energy", "cost", "states", "controls"))
-        finite = torch.isfinite(e) & torch.isfinite(states).flatten(1).all(1)
+        # NaN energies are expected only where the deadline left no evaluation
+        finite = torch.isfinite(states).flatten(1).all(1) & (torch.isfinite(e) | (res["iterations"] == 0))
         if not bool(finite.any()):
             self._memory = None
             return self._fallback(ego, lane_set, "model_nonfinite", n_out, flags, t_start, pmode,
                                   seed, timestamp)
-        e = torch.where(finite, e, torch.full_like(e, math.inf))
-        best = int(torch.argmin(e))
+        best = int(torch.argmin(torch.where(finite, e.nan_to_num(math.inf), torch.full_like(e, math.inf))))
         world = self._to_world(states, rows.origin[0])
         traj = self._trajectory(world[best], u[best], c[best], e[best], rows.states[0], pmode,
                                 res["iterations"], seed, timestamp)
@@ -338,10 +367,12 @@ class Planner:
                           energy=float(energy), start=start, mode=mode, iterations=iterations,
                           seed=seed, timestamp=timestamp)
 
-    def _lane_problem(self, ego: AgentState, lanes: LaneSet) -> str | None:
+    def _lane_problem(self, ego: AgentState, lanes: LaneSet, excess: float | None = None) -> str | None:
+        """None, or why the ego cannot be planned for ('no_lanes', 'off_lane'); ``excess``: its
+        precomputed :meth:`LaneSet.edge_excess`."""
         if len(lanes) == 0:
             why = "no_lanes"
-        elif lanes.edge_excess(ego.centre[None])[0] > self.config.off_lane_margin:
+        elif (lanes.edge_excess(ego.centre[None])[0] if excess is None else excess) > self.config.off_lane_margin:
             why = "off_lane"
         else:
             return None
@@ -366,10 +397,12 @@ class Planner:
 
     @staticmethod
     def _to_world(states: torch.Tensor, origin: np.ndarray) -> np.ndarray:
-        """Agent-frame states (B, T, 6) -> world (B, T, 6) float64."""
+        """Agent-frame states (B, T, 6) -> world (B, T, 6) float64; origin (3,) for all rows or
+        (B, 3) per row."""
         st = states.double().numpy().copy()
-        st[..., :2] = to_world(st[..., :2].reshape(1, -1, 2), origin[None]).reshape(st.shape[:-1] + (2,))
-        st[..., 3] += origin[2]
+        o = np.broadcast_to(np.asarray(origin, dtype=float), (len(st), 3))
+        st[..., :2] = to_world(st[..., :2], o)
+        st[..., 3] += o[:, 2:3]
         return st
 
     def _fit_horizon(self, traj: Trajectory, n_out: int, ego: AgentState) -> Trajectory:
@@ -433,12 +466,11 @@ class Planner:
         cfg = self.settings(mode, samples, steps, opt_steps, seed)
         pmode = mode or self.config.mode
         A = len(states)
-        reasons = []
-        for s in states:
-            try:
-                reasons.append(self._lane_problem(s, lane_set))
-            except PlannerInputError as err:
-                raise PlannerInputError(f"scene agent: {err}") from None
+        excess = lane_set.edge_excess(np.array([s.centre for s in states]))
+        try:
+            reasons = [self._lane_problem(s, lane_set, x) for s, x in zip(states, excess)]
+        except PlannerInputError as err:
+            raise PlannerInputError(f"scene agent: {err}") from None
         active = [i for i in range(A) if reasons[i] is None]
         out: list[Trajectory | None] = [None] * A
         for i in range(A):
@@ -449,34 +481,41 @@ class Planner:
         rows, groups = self._scene_rows(scene, states, active, lane_set, joint)
         weight = cfg.interaction_weight if joint else 0.0
         make = lambda c: RowEnergy(self.model, c, joint_weight=weight, compile=self.config.compile)
-        res = search_rows(self.model, rows.cond, cfg, make_energy=make, groups=groups,
-                          generator=torch.Generator().manual_seed(seed), deadline=deadline)
-        e, k = res["energy"], res["energy"].shape[1]
-        total = torch.where(torch.isfinite(e), e, torch.full_like(e, math.inf)).sum(0)     # (K,)
-        best = int(torch.argmin(total))
+        res = self._search(rows, cfg, make, deadline, seed, groups=groups)
+        e = res["energy"]
+        best = int(torch.argmin(e.nan_to_num(math.inf).sum(0)))         # lowest joint energy of K
+        t_tail = time.perf_counter()
         flags = ["joint" if joint else "independent"] + (["deadline"] if res["deadline_hit"] else []) \
             + (["extended_beyond_trained_horizon"] if extend else [])
-        elapsed = time.perf_counter() - t_start
+        world = self._to_world(res["states"][:, best], rows.origin)                    # (n, T, 6)
+        ok = np.isfinite(world).all((1, 2)) & (torch.isfinite(e[:, best]).numpy() | (res["iterations"] == 0))
+        u, c, eb = res["controls"][:, best], res["cost"][:, best].tolist(), e[:, best].tolist()
         for r, i in enumerate(active):
-            sts = res["states"][r, best]
-            if not (torch.isfinite(e[r, best]) and torch.isfinite(sts).all()):
+            if not ok[r]:
                 out[i] = self._fallback(states[i], lane_set, "model_nonfinite", n_out, [], t_start,
                                         pmode, seed, None)
                 continue
-            w = self._to_world(sts[None], rows.origin[r])[0]
-            traj = self._trajectory(w, res["controls"][r, best], res["cost"][r, best], e[r, best],
-                                    rows.states[r], pmode, res["iterations"], seed)
+            traj = self._trajectory(world[r], u[r], c[r], eb[r], rows.states[r], pmode,
+                                    res["iterations"], seed)
             traj = self._fit_horizon(traj, n_out, states[i])
             traj.flags = tuple(flags + (["history_padded"] if rows.padded[r] else []))
-            traj.elapsed_s = elapsed
             out[i] = traj
+        self._tail_seconds = max((time.perf_counter() - t_tail) / len(active), 0.7 * self._tail_seconds)
+        elapsed = time.perf_counter() - t_start
+        for i in active:
+            out[i].elapsed_s = elapsed
         return out
 
     def _scene_rows(self, scene, states, active, lane_set, joint):
         """The rows of a scene's active agents, with live neighbour slots when ``joint``, and
         their groups (one scene: all zero; None when independent)."""
-        others = [[states[j] for j in range(len(states)) if j != i] for i in active]
-        other_ids = [[j for j in range(len(states)) if j != i] for i in active]
+        cen = np.array([s.centre for s in states])
+        d = np.hypot(*(cen[active][:, None] - cen[None]).transpose(2, 0, 1))          # (n, A)
+        d[np.arange(len(active)), active] = np.inf
+        order = np.argsort(d, axis=1, kind="stable")[:, :self.config.max_neighbours]
+        other_ids = [[int(j) for j in row if d[r, j] <= self.config.neighbour_radius]
+                     for r, row in enumerate(order)]
+        others = [[states[j] for j in ids] for ids in other_ids]
         rows = build_rows([states[i] for i in active], [scene.agents[i].history for i in active], others,
                           lane_set, self.loaded.inputs, history=self.loaded.history,
                           steps=self.loaded.steps, dt=self.dt, max_neighbours=self.config.max_neighbours,

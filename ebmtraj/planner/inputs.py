@@ -143,8 +143,8 @@ def fit_state(history, dt: float = 0.1, cfg: InputConfig | None = None,
 
 def to_world(xy: np.ndarray, origin: np.ndarray) -> np.ndarray:
     """Agent frame -> world: xy (N, ..., 2), origin (N, 3) (numpy, float64)."""
-    return to_recording_frame(torch.as_tensor(np.asarray(xy, dtype=float)),
-                              torch.as_tensor(np.asarray(origin, dtype=float))).numpy()
+    return to_recording_frame(torch.tensor(np.asarray(xy, dtype=float)),
+                              torch.tensor(np.asarray(origin, dtype=float))).numpy()
 
 
 @dataclass
@@ -201,8 +201,11 @@ def build_rows(states: list[AgentState], histories: list, neighbour_lists: list[
     padded = np.zeros(n, bool)
     for i, (s, h) in enumerate(zip(states, histories)):
         hist[i], padded[i] = check_history(h, s, history, f"agent {i}" if n > 1 else "ego", dt)
-    ests = [row_state(s, hist[i], padded[i], cfg, dt) for i, s in enumerate(states)]
-    est = {k: np.stack([np.asarray(e[k], dtype=float) for e in ests]) for k in ests[0]}
+    est = estimate_state(hist, dt, cfg)                       # every row at once; padded ones:
+    for i in np.flatnonzero(padded):                          # the caller's state, clipped
+        for k, v in row_state(states[i], hist[i], True, cfg, dt).items():
+            est[k][i] = v
+    ests = [{k: v[i] for k, v in est.items()} for i in range(n)]
     chosen = [nearest(s, nbrs, max_neighbours, radius) for s, nbrs in zip(states, neighbour_lists)]
     M = max([min_slots] + [len(c) for c in chosen])
     nbrs = Neighbours(np.zeros((n, M, 2)), np.zeros((n, M, 2)), np.zeros((n, M)), np.zeros((n, M, 2)),

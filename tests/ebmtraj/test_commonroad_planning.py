@@ -32,7 +32,7 @@ def test_goal_region_and_traffic_from_the_scenario():
     problem = next(iter(problems.planning_problem_dict.values()))
     goal = crp.Goal(problem.goal)
     g = problem.goal.state_list[0]
-    c = (g.position.center.x, g.position.center.y)
+    c = tuple(float(v) for v in np.ravel(g.position.center))[:2]     # ndarray or Point by version
     t = int(g.time_step.start)
     v = 0.5 * (g.velocity.start + g.velocity.end)
     h = 0.5 * (g.orientation.start + g.orientation.end)

@@ -205,7 +205,7 @@ def test_modes_are_deterministic_given_a_seed(cache, planner):
 def test_time_budget_returns_best_by_deadline(cache, planner):
     ego, hist, nbrs, lanes = scene_inputs(cache, 2)
     full = planner.plan(ego, hist, nbrs, lanes, opt_steps=0, warm_start=False)
-    quick = planner.plan(ego, hist, nbrs, lanes, opt_steps=100_000, time_budget=0.05, warm_start=False)
+    quick = planner.plan(ego, hist, nbrs, lanes, opt_steps=100_000, time_budget=0.4, warm_start=False)
     assert "deadline" in quick.flags
     assert 1 <= quick.iterations < 100_000
     assert quick.elapsed_s < 2.0           # the budget plus input building, on a loaded 2-core box

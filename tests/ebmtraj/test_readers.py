@@ -145,12 +145,24 @@ def test_nan_in_raw(tmp_path, i80_file):
 
 def test_wrong_column_count(tmp_path, i80_file):
     lines = [",".join(l.split(",")[:17]) for l in _raw_lines(i80_file)]
-    with pytest.raises(DataError, match="expected the 18 raw NGSIM columns"):
+    with pytest.raises(DataError, match="row 1: expected the 18 raw NGSIM columns"):
         read_ngsim_raw(_write_ws(tmp_path, lines))
+
+
+@pytest.mark.parametrize("fields", [10, 17, 19])
+@pytest.mark.parametrize("commas", [False, True])
+def test_a_later_row_with_the_wrong_field_count_names_file_and_row(tmp_path, i80_file, fields, commas):
     lines = _raw_lines(i80_file)
-    lines[5] += ",1.0"
-    with pytest.raises(DataError, match="broken.txt: cannot parse"):
-        read_ngsim_raw(_write_ws(tmp_path, lines))
+    parts = lines[11].split(",")
+    lines[11] = ",".join((parts + ["1.0"])[:fields])
+    path = tmp_path / "short.csv"
+    if commas:
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        path = _write_ws(tmp_path, lines, "short.txt")
+    with pytest.raises(DataError, match=rf"short\.(csv|txt), row 12: expected the 18 raw NGSIM "
+                                        rf"columns .* found {fields} fields"):
+        read_ngsim_raw(path)
 
 
 def test_time_out_of_order_with_frames(tmp_path, i80_file):
