@@ -58,10 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--out", default=None, help="PNG path (default runs/<name>/view_<split>_<index>.png)")
     p.add_argument("--open3d", action="store_true", help="also show the scene in an Open3D window")
+    for name, what in PLANNER_HELP.items():     # dispatched before parsing: they take a checkpoint
+        sub.add_parser(name, help=what, add_help=False)
     return ap
 
 
 PLANNER_COMMANDS = {"evaluate-closed-loop": "closed_loop", "plan-commonroad": "commonroad_planning"}
+PLANNER_HELP = {"evaluate-closed-loop": "a planner checkpoint in the highway-env closed loop "
+                                        "(`ebmtraj evaluate-closed-loop --help`)",
+                "plan-commonroad": "a planner checkpoint on the CommonRoad planning problems "
+                                   "(`ebmtraj plan-commonroad --help`)"}
 
 
 @cli_main("ebmtraj")  # expected errors: one line `ebmtraj: error: ...`, exit 2; --debug: traceback

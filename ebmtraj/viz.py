@@ -39,12 +39,10 @@ def render_scene(path: str | Path, *, lanes=None, history=None, future=None, sam
     history, future, samples, min_cost = map(move, (history, future, samples, min_cost))
     others, others_future = move(others), move(others_future)
     extra = {k: move(v) for k, v in (extra or {}).items()}
-    allp = np.concatenate([move(p) for p in pts])
-    lo, hi = allp.min(0) - 10.0, allp.max(0) + 10.0
-    centre, half = (lo + hi) / 2, (hi - lo) / 2
-    half = np.maximum(half, half[::-1] * np.array([10 / 4.5, 4.5 / 10]))    # the figure's aspect
-    lo, hi = centre - half, centre + half
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    lane_lines = [] if lanes is None else [move(np.asarray(line.coords)) for lane in lanes.lanes
+                                           for line in (lane.left, lane.right, lane.centre) if line is not None]
+    lo, hi = frame_limits(np.concatenate([move(p) for p in pts]), lane_lines)
+    fig, ax = plt.subplots(figsize=figure_size(lo, hi))
     if lanes is not None:
         for lane in lanes.lanes:
             c = move(np.asarray(lane.centre.coords))
@@ -82,10 +80,10 @@ def render_scene(path: str | Path, *, lanes=None, history=None, future=None, sam
     ax.set_ylabel("lateral [m]" if agent_frame else "y [m]")
     if title:
         ax.set_title(title, fontsize=9)
-    ax.legend(loc="best", fontsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0.0)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -105,3 +103,24 @@ def _agent_frame(history):
         return (a - h[-1]) @ rot.T
 
     return move
+
+
+def frame_limits(points: np.ndarray, lane_lines=(), margin: float = 10.0, side: float = 2.0):
+    """Axis limits (lo (2,), hi (2,)) [m] framing a scene: along x, the trajectories' points
+    (n, 2) plus ``margin``; across, the points and the lane lines ((k, 2) each) inside that x
+    window, plus ``side``. No range is added to fill the figure: a narrow road stays narrow."""
+    lo_x, hi_x = points[:, 0].min() - margin, points[:, 0].max() + margin
+    ys = [points[:, 1]]
+    for line in lane_lines:
+        ys.append(line[(line[:, 0] >= lo_x) & (line[:, 0] <= hi_x), 1])
+        if len(line) >= 2 and np.all(np.diff(line[:, 0]) > 0):     # where it crosses the window edges
+            ys.append(np.interp([lo_x, hi_x], line[:, 0], line[:, 1], left=np.nan, right=np.nan))
+    y = np.concatenate(ys)
+    y = y[np.isfinite(y)]
+    return np.array([lo_x, y.min() - side]), np.array([hi_x, y.max() + side])
+
+
+def figure_size(lo, hi, width: float = 10.0, min_height: float = 1.2, max_height: float = 8.0):
+    """(width, height) [in] whose axes keep the scene's aspect (equal axes)."""
+    span = np.asarray(hi, float) - np.asarray(lo, float)
+    return width, float(np.clip(width * span[1] / max(span[0], 1e-6), min_height, max_height)) + 0.8

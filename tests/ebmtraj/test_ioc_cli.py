@@ -66,3 +66,11 @@ def test_bad_config_and_index_are_clear_errors(tmp_path, capsys):
     assert "basis" in capsys.readouterr().err
     assert main(["view", str(cfg), "--index", "100000"]) == 2
     assert "outside" in capsys.readouterr().err
+
+
+def test_help_lists_every_command():
+    from ebmtraj.cli import PLANNER_COMMANDS, build_parser
+
+    text = build_parser().format_help()
+    for name in ("prepare", "train", "predict", "evaluate", "view", *PLANNER_COMMANDS):
+        assert name in text, name

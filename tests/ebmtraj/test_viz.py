@@ -34,3 +34,21 @@ def test_render_scene_writes_a_non_blank_png(tmp_path):
 def test_render_scene_needs_a_trajectory(tmp_path):
     with pytest.raises(ValueError, match="at least one trajectory"):
         render_scene(tmp_path / "x.png")
+
+
+def test_a_narrow_road_is_framed_without_wasted_range(tmp_path):
+    """A 3-lane straight road, 11.1 m wide: the view spans the trajectories along the road and
+    only the road (plus 2 m) across it, and the PNG keeps that aspect."""
+    from ebmtraj.data.toy import straight_road, traffic_scene
+    from ebmtraj.viz import frame_limits
+
+    sc = traffic_scene(3, seed=0)
+    raw = sc["positions_raw"][0].numpy().astype(float)
+    lanes = straight_road()
+    path = render_scene(tmp_path / "road.png", lanes=lanes, history=raw[0, :10], future=raw[0, 10:],
+                        others=raw[1:, :10], others_future=raw[1:, 10:], agent_frame=False)
+    edges = [np.asarray(side.coords) for lane in lanes.lanes for side in (lane.left, lane.right)]
+    lo, hi = frame_limits(raw[0], edges)
+    assert hi[1] - lo[1] <= 3 * 3.7 + 2 * 2.0 + 1e-6
+    img = Image.open(path)
+    assert img.size[0] / img.size[1] > 3.0, img.size          # wide, like the road
