@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 
 import torch
 
 from ebmcore.cli_errors import cli_main, parse_with_overrides
-from ebmcore.errors import ConfigError, DataError, DivergenceError
+from ebmcore.errors import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,8 +23,6 @@ collision rate, mean speed, lane changes per episode, off-road rate and (planner
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 from collections import deque
@@ -33,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .planner import AgentState, LaneSet, Planner, PlannerConfig
+from .eval.harness import (entry, episode_records, finish, latency_summary, load_planner, markdown_table,
+                           planner_parser)
+from .planner import AgentState, LaneSet, Planner
 
 VEHICLE_LENGTH, VEHICLE_WIDTH = 5.0, 2.0      # highway-env's Vehicle.LENGTH / WIDTH
 HALF_BASE = 2.5                                # highway-env's yaw rate uses LENGTH / 2
@@ -256,11 +256,9 @@ def summarise(results: list[EpisodeResult]) -> dict:
                "mean_crash_time": (float(np.mean([r.crash_time for r in rs if r.crashed]))
                                    if any(r.crashed for r in rs) else None),
                "distance": float(np.mean([r.distance for r in rs]))}
-        lat = np.concatenate([r.latencies for r in rs]) if any(r.latencies for r in rs) else None
-        if lat is not None and lat.size:
-            row.update(latency_median_ms=float(np.median(lat) * 1e3),
-                       latency_p95_ms=float(np.percentile(lat, 95) * 1e3), plans=int(lat.size),
-                       fallback_rate=float(sum(r.fallbacks for r in rs) / lat.size))
+        lat = latency_summary(rs)
+        if lat:
+            row.update(lat, fallback_rate=float(sum(r.fallbacks for r in rs) / lat["plans"]))
         out[policy] = row
     return out
 
@@ -288,75 +286,40 @@ def evaluate_closed_loop(n_episodes: int, seed: int, duration: float = 20.0, *,
     if planner is not None:
         cfg["planner"] = asdict(planner.config)
         cfg["checkpoint"] = planner.loaded.path
-    episodes = [{k: v for k, v in asdict(r).items() if k != "latencies"} for r in results]
-    return {"summary": summarise(results), "episodes": episodes, "config": cfg}
+    return {"summary": summarise(results), "episodes": episode_records(results), "config": cfg}
 
 
 def format_table(summary: dict) -> str:
     """Markdown table of :func:`summarise`'s output."""
-    head = ("| ego | episodes | collision rate | mean crash time [s] | mean speed [m/s] | "
-            "lane changes / ep. | off-road rate | latency median / p95 [ms] |")
-    lines = [head, "|" + "---|" * 8]
     names = {"ebm": "EBM-IOC planner", "idm": "highway-env IDM/MOBIL", "idle": "do-nothing"}
+    rows = []
     for policy, r in summary.items():
         lat = (f"{r['latency_median_ms']:.0f} / {r['latency_p95_ms']:.0f}"
                if "latency_median_ms" in r else "-")
         crash_t = f"{r['mean_crash_time']:.1f}" if r["mean_crash_time"] is not None else "-"
-        lines.append(f"| {names[policy]} | {r['episodes']} | {r['collision_rate']:.2f} | {crash_t} | "
-                     f"{r['mean_speed']:.1f} | {r['lane_changes']:.1f} | {r['offroad_rate']:.2f} | {lat} |")
-    return "\n".join(lines)
+        rows.append([names[policy], r["episodes"], f"{r['collision_rate']:.2f}", crash_t, f"{r['mean_speed']:.1f}",
+                     f"{r['lane_changes']:.1f}", f"{r['offroad_rate']:.2f}", lat])
+    return markdown_table(["ego", "episodes", "collision rate", "mean crash time [s]", "mean speed [m/s]",
+                           "lane changes / ep.", "off-road rate", "latency median / p95 [ms]"], rows)
 
 
-def _closed_loop_main(argv=None) -> dict:
+def run_closed_loop(argv=None) -> dict:
     """``ebmtraj evaluate-closed-loop``: N seeded highway-v0 episodes, planner vs references."""
-    ap = argparse.ArgumentParser(prog="ebmtraj evaluate-closed-loop", description=__doc__.split("\n")[0])
-    ap.add_argument("checkpoint", help="trained model (IOC model.pt or planner checkpoint)")
+    ap = planner_parser("ebmtraj evaluate-closed-loop", __doc__.split("\n")[0])
     ap.add_argument("--episodes", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per episode")
-    ap.add_argument("--steps", type=int, default=None, help="search steps per plan (default: checkpoint's)")
-    ap.add_argument("--no-warm-start", action="store_true", help="plan every cycle from the nominal only")
-    ap.add_argument("--time-budget", type=float, default=None, help="seconds per plan (anytime)")
-    ap.add_argument("--mode", choices=("min_cost", "sample"), default="min_cost")
     ap.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset of ebm,idm,idle")
     ap.add_argument("--vehicles", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=None, help="write the JSON report here")
     args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
     policies = tuple(p for p in args.policies.split(",") if p)
-    planner = None
-    if "ebm" in policies:
-        planner = Planner.from_checkpoint(args.checkpoint, PlannerConfig(
-            mode=args.mode, steps=args.steps, time_budget=args.time_budget, seed=args.seed,
-            warm_start=not args.no_warm_start))
+    planner = load_planner(args) if "ebm" in policies else None
     report = evaluate_closed_loop(args.episodes, args.seed, args.duration, planner=planner,
                                   policies=policies, env_kwargs={"vehicles": args.vehicles},
                                   log=lambda s: print(s, flush=True))
-    print(format_table(report["summary"]))
-    if args.out:
-        from ebmcore.io import atomic_write
-
-        text = json.dumps(report, indent=1)
-        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
-    return report
+    return finish(report, format_table(report["summary"]), args.out)
 
 
-def closed_loop_main(argv=None) -> int:
-    """Command-line entry (``argv`` without the program name); exit status 0, or 2 with the
-    error on stderr for bad data or config."""
-    import sys
-
-    from ebmcore.errors import ConfigError, DataError
-
-    try:
-        _closed_loop_main(argv)
-    except (ConfigError, DataError) as err:
-        print(f"ebmtraj: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+closed_loop_main = entry(run_closed_loop, "ebmtraj evaluate-closed-loop")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ A constant-velocity ego runs the same episodes as a reference (``policies``).
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import math
@@ -43,7 +42,9 @@ from shapely.geometry import Polygon
 from ebmcore.errors import DataError
 from ebmcore.paths import data_root
 
-from .planner import AgentState, LaneSet, Planner, PlannerConfig
+from .eval.harness import (entry, episode_records, finish, latency_summary, load_planner,
+                           markdown_table, planner_parser, rate)
+from .planner import AgentState, LaneSet, Planner
 from .planner.fallback import constant_velocity
 
 DT = 0.1
@@ -327,62 +328,51 @@ def evaluate_commonroad(planner: Planner | None, scenarios: list[Path], *, ego: 
             for e in eps:
                 log(f"{e.scenario} {e.ego} {e.policy}: {e.end_reason} after {e.steps} steps"
                     + (f", ADE {e.ade:.2f} m" if e.ade is not None else ""))
-    return {"summary": summarise(episodes), "episodes": [{k: v for k, v in asdict(e).items() if k != "latencies"}
-                                                          for e in episodes], "skipped": skipped}
+    return {"summary": summarise(episodes), "episodes": episode_records(episodes), "skipped": skipped}
 
 
 def summarise(episodes: list[Episode]) -> dict:
+    """Per policy: episodes, goal / collision / rear-ended rates, mean ADE / FDE to the human
+    track [m] (None without one), plan latency and fallbacks."""
     out = {}
     for policy in sorted({e.policy for e in episodes}):
         es = [e for e in episodes if e.policy == policy]
         ade = [e.ade for e in es if e.ade is not None]
         fde = [e.fde for e in es if e.fde is not None]
-        lat = np.concatenate([e.latencies for e in es]) if any(e.latencies for e in es) else np.zeros(0)
-        out[policy] = {"episodes": len(es), "goal_reached_rate": float(np.mean([e.goal_reached for e in es])),
-                       "collision_rate": float(np.mean([e.collision for e in es])),
-                       "rear_ended_rate": float(np.mean([e.end_reason == "collision_rear" for e in es])),
+        out[policy] = {"episodes": len(es), "goal_reached_rate": rate(es, lambda e: e.goal_reached),
+                       "collision_rate": rate(es, lambda e: e.collision),
+                       "rear_ended_rate": rate(es, lambda e: e.end_reason == "collision_rear"),
                        "ade": float(np.mean(ade)) if ade else None, "fde": float(np.mean(fde)) if fde else None,
-                       "latency_median_ms": float(np.median(lat) * 1e3) if lat.size else None,
+                       "latency_median_ms": latency_summary(es).get("latency_median_ms"),
                        "fallbacks": int(sum(e.fallbacks for e in es))}
     return out
 
 
 def format_table(summary: dict) -> str:
-    lines = ["| ego policy | episodes | goal reached | collisions (of which rear-ended by replayed traffic) | "
-             "dist. from human, mean / at goal time [m] | plan latency median [ms] |",
-             "|---|---|---|---|---|---|"]
+    """Markdown table of :func:`summarise`'s output."""
     names = {"ebm": "EBM-IOC planner", "cv": "constant velocity"}
+    rows = []
     for p, r in summary.items():
         d = (f"{r['ade']:.2f} / {r['fde']:.2f}" if r["ade"] is not None and r["fde"] is not None else
              (f"{r['ade']:.2f} / -" if r["ade"] is not None else "n/a"))
         lat = f"{r['latency_median_ms']:.0f}" if r["latency_median_ms"] is not None else "-"
-        lines.append(f"| {names.get(p, p)} | {r['episodes']} | {r['goal_reached_rate']:.2f} | "
-                     f"{r['collision_rate']:.2f} ({r['rear_ended_rate']:.2f}) | {d} | {lat} |")
-    return "\n".join(lines)
+        rows.append([names.get(p, p), r["episodes"], f"{r['goal_reached_rate']:.2f}",
+                     f"{r['collision_rate']:.2f} ({r['rear_ended_rate']:.2f})", d, lat])
+    return markdown_table(["ego policy", "episodes", "goal reached",
+                           "collisions (of which rear-ended by replayed traffic)",
+                           "dist. from human, mean / at goal time [m]", "plan latency median [ms]"], rows)
 
 
-def _commonroad_main(argv=None) -> dict:
+def run_commonroad(argv=None) -> dict:
     """``ebmtraj plan-commonroad``: plan for the ego of the CommonRoad NGSIM scenarios."""
-    ap = argparse.ArgumentParser(prog="ebmtraj plan-commonroad", description=__doc__.split("\n")[0])
-    ap.add_argument("checkpoint", help="trained model (IOC model.pt or planner checkpoint)")
+    ap = planner_parser("ebmtraj plan-commonroad", __doc__.split("\n")[0], modes=False)
     ap.add_argument("--scenarios", nargs="*", default=None,
                     help="XML files (default: the prepared cache's test split)")
     ap.add_argument("--ego", choices=("problem", "recorded"), default="problem")
     ap.add_argument("--per-scenario", type=int, default=2, help="recorded egos per scenario")
     ap.add_argument("--replan", type=int, default=1, help="steps (0.1 s) between plans")
-    ap.add_argument("--steps", type=int, default=None, help="search steps per plan")
-    ap.add_argument("--no-warm-start", action="store_true", help="plan every cycle from the nominal only")
-    ap.add_argument("--time-budget", type=float, default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=None, help="write the JSON report here")
     args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    planner = Planner.from_checkpoint(args.checkpoint, PlannerConfig(
-        steps=args.steps, seed=args.seed, time_budget=args.time_budget,
-        warm_start=not args.no_warm_start))
+    planner = load_planner(args)
     files = [Path(p) for p in args.scenarios] if args.scenarios else default_scenarios()
     if not files:
         raise DataError(f"no CommonRoad scenarios found under {data_root() / 'commonroad-ngsim-us101'}")
@@ -390,28 +380,10 @@ def _commonroad_main(argv=None) -> dict:
                                  per_scenario=args.per_scenario, log=lambda s: print(s, flush=True))
     report["config"] = {"checkpoint": str(args.checkpoint), "ego": args.ego, "replan": args.replan,
                         "scenarios": [str(f) for f in files], "planner": asdict(planner.config)}
-    print(format_table(report["summary"]))
-    if args.out:
-        from ebmcore.io import atomic_write
-
-        text = json.dumps(report, indent=1)
-        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
-    return report
+    return finish(report, format_table(report["summary"]), args.out)
 
 
-def commonroad_main(argv=None) -> int:
-    """Command-line entry (``argv`` without the program name); exit status 0, or 2 with the
-    error on stderr for bad data or config."""
-    import sys
-
-    from ebmcore.errors import ConfigError, DataError
-
-    try:
-        _commonroad_main(argv)
-    except (ConfigError, DataError) as err:
-        print(f"ebmtraj: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+commonroad_main = entry(run_commonroad, "ebmtraj plan-commonroad")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import List, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch

@@ -15,7 +15,7 @@ import torch
 from ebmtraj.cost_inputs import build_inputs, to_recording_frame
 from ebmtraj.data.toy import RECORDING, straight_road, traffic_scene
 from ebmtraj.model import ModelConfig, PredictConfig, build_model, save_model
-from ebmtraj.planner import AgentState, Planner, Scene, SceneAgent, fit_state
+from ebmtraj.planner import Planner, Scene, SceneAgent, fit_state
 from ebmtraj.prediction import predict
 
 PCFG = PredictConfig(mode="sample", samples=3, steps=6, step_size=0.15, init="mincost",
