@@ -92,13 +92,12 @@ def main(argv=None) -> int:
 
 
 def _prepare(cfg, args) -> int:
-    from data_prep import ngsim
+    from .data.prepare import prepare
 
-    argv = ["prepare", cfg.data.dataset, "--out", str(cfg.data.root()), "--seed", str(cfg.seed)]
-    limit = args.limit or cfg.data.prepare_limit
-    if limit:
-        argv += ["--limit", str(limit)]
-    return ngsim.main(argv)
+    out = prepare(cfg.data.dataset, out=cfg.data.root(), seed=cfg.seed,
+                  limit=args.limit or cfg.data.prepare_limit)
+    print(f"cached in {out} (summary: {out / 'manifest.json'})")
+    return 0
 
 
 def _train(cfg, args) -> int:

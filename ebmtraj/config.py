@@ -37,7 +37,6 @@ class DataConfig:
     # per-vehicle US-101 only: virtual leaders from the CSVs' recorded Space_Headway (the
     # readers drop it), because most leaders are not among the 370 recorded vehicles
     headway_leads: bool = False
-    headway_folder: str | None = None             # default data_root()/ngsim-us101-vehicles
 
     def root(self) -> Path:
         return Path(self.cache) if self.cache else cache_root() / "ebmtraj" / self.dataset
@@ -52,6 +51,18 @@ class PretrainConfig:
     lr: float = check(3e-3, min=0.0, max=1.0)
     early_stop: bool = True                       # keep the best state on validation RMSE
     eval_every: int = check(250, min=1)
+
+
+@dataclass
+class Stage2Config:
+    """Where stage 2's chains start and what it trains (analysis by synthesis)."""
+
+    # 'config': train.chains as configured (kind data: the observed controls); 'cooperative':
+    # the model's generator (needs model.start_net), taught by the revisions (MCMC teaching)
+    chains: str = check("config", choices=["config", "cooperative"])
+    gen_lr: float = check(1e-3, min=0.0, max=1.0)  # the generator's Adam rate
+    # 'all' or 'features' (feature weights and the neural term's scales; references frozen)
+    params: str = check("all", choices=["all", "features"])
 
 
 @dataclass
@@ -86,6 +97,7 @@ class IOCConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
     predict: PredictConfig = field(default_factory=PredictConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     lstm: LSTMConfig = field(default_factory=LSTMConfig)
@@ -93,6 +105,8 @@ class IOCConfig:
     def validate(self, prefix=""):
         if not self.name or "/" in self.name:
             raise ConfigError(f"{prefix}name must be a plain folder name, got {self.name!r}")
+        if self.stage2.chains == "cooperative" and not self.model.start_net:
+            raise ConfigError(f"{prefix}stage2.chains: cooperative needs model.start_net: true")
         if abs(self.model.dt - 0.1) > 1e-9:
             raise ConfigError(f"{prefix}model.dt must be 0.1 s (the scenes' rate), got {self.model.dt}")
 

@@ -44,44 +44,15 @@ def load_split(cfg: IOCConfig, split: str):
     return ds.tensors, ds.lanes
 
 
-def us101_headways(scenes: dict, folder: Path) -> "np.ndarray":
-    """Recorded ``Space_Headway(m)`` (S, A, H) of every scene agent over the history frames, from
-    the per-vehicle US-101 CSVs (``<Vehicle_ID>.csv``; the data readers keep no headway). Rows
-    are matched on vehicle id and time (``round(Global_Time / (1000 dt))`` = the scene's frame).
-    NaN where a vehicle or frame is not found; 0 in the data means no leader."""
-    import numpy as np
-    import pandas as pd
-
-    dt, H = float(scenes["dt"]), int(scenes["history"])
-    vids = scenes["vehicle_id"].numpy()
-    mask = scenes["mask"].numpy()
-    k0 = np.round(scenes["t0"].numpy() / dt).astype(np.int64)
-    table = {}
-    for vid in np.unique(vids[mask]):
-        path = folder / f"{int(vid)}.csv"
-        if not path.is_file():
-            continue
-        df = pd.read_csv(path, usecols=["Global_Time", "Space_Headway(m)"])
-        k = np.round(df["Global_Time"].to_numpy() / (1000 * dt)).astype(np.int64)
-        table[int(vid)] = dict(zip(k.tolist(), df["Space_Headway(m)"].to_numpy(dtype=float).tolist()))
-    out = np.full(mask.shape + (H,), np.nan)
-    for s, a in zip(*np.nonzero(mask)):
-        rows = table.get(int(vids[s, a]))
-        if rows is not None:
-            out[s, a] = [rows.get(int(k0[s]) + i, np.nan) for i in range(H)]
-    return out
-
-
 def headways_for(cfg: IOCConfig, scenes: dict):
-    """The virtual-leader headways of ``cfg.data.headway_leads`` (None when off)."""
+    """The virtual-leader headways (S, A, H) [m] of ``cfg.data.headway_leads`` from the scene
+    cache (``headway``, written by ``ebmtraj prepare`` for us101-vehicles), or None when off."""
     if not cfg.data.headway_leads:
         return None
-    from ebmcore.paths import data_root
-
-    folder = Path(cfg.data.headway_folder) if cfg.data.headway_folder else data_root() / "ngsim-us101-vehicles"
-    if not folder.is_dir():
-        raise DataError(f"{folder}: per-vehicle US-101 CSVs not found (data.headway_leads needs them)")
-    return us101_headways(scenes, folder)
+    if "headway" not in scenes:
+        raise DataError(f"{cfg.data.root()}: data.headway_leads is on but the scene cache holds no "
+                        f"recorded headways; prepare it again (`ebmtraj prepare <config>`)")
+    return scenes["headway"].double().numpy()
 
 
 def subset_scenes(scenes: dict, idx: torch.Tensor) -> dict:

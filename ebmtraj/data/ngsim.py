@@ -253,3 +253,28 @@ def _vehicle_files(folder_or_files, vehicles) -> list[Path]:
     if missing:
         raise DataError(f"{folder_or_files}: no file for vehicle(s) {sorted(missing)}")
     return picked
+
+
+def recorded_headways(scenes: dict, folder: Path) -> np.ndarray:
+    """Recorded ``Space_Headway(m)`` (S, A, H) of every scene agent over the history frames, from
+    the per-vehicle US-101 CSVs (``<Vehicle_ID>.csv``; the data readers keep no headway). Rows
+    are matched on vehicle id and time (``round(Global_Time / (1000 dt))`` = the scene's frame).
+    NaN where a vehicle or frame is not found; 0 in the data means no leader."""
+    dt, H = float(scenes["dt"]), int(scenes["history"])
+    vids = scenes["vehicle_id"].numpy()
+    mask = scenes["mask"].numpy()
+    k0 = np.round(scenes["t0"].numpy() / dt).astype(np.int64)
+    table = {}
+    for vid in np.unique(vids[mask]):
+        path = folder / f"{int(vid)}.csv"
+        if not path.is_file():
+            continue
+        df = pd.read_csv(path, usecols=["Global_Time", "Space_Headway(m)"])
+        k = np.round(df["Global_Time"].to_numpy() / (1000 * dt)).astype(np.int64)
+        table[int(vid)] = dict(zip(k.tolist(), df["Space_Headway(m)"].to_numpy(dtype=float).tolist()))
+    out = np.full(mask.shape + (H,), np.nan)
+    for s, a in zip(*np.nonzero(mask)):
+        rows = table.get(int(vids[s, a]))
+        if rows is not None:
+            out[s, a] = [rows.get(int(k0[s]) + i, np.nan) for i in range(H)]
+    return out

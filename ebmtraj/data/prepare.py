@@ -12,7 +12,7 @@ i80-first-minute   ``ngsim-i80-first-minute/*.csv`` (2 Hz)         ``ngsim-lanes
                                                                   moved to the local frame /
                                                                   by vehicle
 peachtree          ``ngsim-peachtree-sample/*21col.csv``           none (urban) / by vehicle
-synthetic          written by ``data_prep.synthetic_traffic``      inferred from Lane_ID /
+synthetic          written by ``ebmtraj.data.synthetic``          inferred from Lane_ID /
                    (raw 18-column format, highway-env traffic;   by recording
                    10 seeded recordings of 30 s)
 raw                user files: raw ``.txt`` or the CSV export      ``lanes=`` centre-line file
@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ebmcore.errors import ConfigError, DataError
 from ebmcore.io import atomic_write, save_tensors
@@ -44,7 +45,8 @@ from ebmcore.paths import cache_root, data_root
 from .cleaning import CleanConfig, clean
 from .commonroad import read_commonroad
 from .lanes import LaneMap, fit_rigid
-from .ngsim import read_i80_first_minute, read_ngsim_csv, read_ngsim_raw, read_us101_vehicles
+from .ngsim import (read_i80_first_minute, read_ngsim_csv, read_ngsim_raw, read_us101_vehicles,
+                    recorded_headways)
 from .scenes import SceneConfig, annotate_frenet, assign_splits, build_scenes, check_leakage
 
 DATASETS = ("us101-vehicles", "commonroad", "i80-first-minute", "peachtree", "synthetic", "raw")
@@ -95,6 +97,10 @@ def prepare(name: str, *, inputs: list[str | Path] | None = None, out: str | Pat
             groups.setdefault(s, set()).add(group_of.get(rec, rec))
         manifest["split"]["groups"] = {s: sorted(g) for s, g in groups.items()}
     manifest["leakage"] = check_leakage(scenes)
+    if name == "us101-vehicles":          # recorded headways, for virtual leaders (the tidy table has none)
+        src = Path(inputs[0]) if inputs else data_root() / "ngsim-us101-vehicles"
+        for tensors in scenes.values():
+            tensors["headway"] = torch.as_tensor(recorded_headways(tensors, src), dtype=torch.float32)
     for split, tensors in scenes.items():
         save_tensors(tensors, out / f"scenes_{split}.pt")
     save_tensors({rec: lm.to_tensors() for rec, lm in lane_maps.items()}, out / "lanes.pt")
@@ -132,7 +138,7 @@ def _read(name, inputs, limit, lanes, on_bad, seed, out, manifest):
         _collect_reports(tables, manifest)
         return pd.concat(tables, ignore_index=True), {}, "vehicle", None
     if name == "synthetic":
-        from data_prep.synthetic_traffic import write_recording
+        from .synthetic import write_recording
 
         files = [write_recording(out / "raw" / f"synthetic_seed{seed + i}.txt", seed=seed + i,
                                  duration_s=SYNTHETIC_DURATION_S)

@@ -220,14 +220,13 @@ def test_us101_headways_match_the_csv_rows(tmp_path):
     from ebmcore.io import load_tensors
     from ebmcore.paths import data_root
     from ebmtraj.data.prepare import prepare
-    from ebmtraj.experiment import us101_headways
 
     folder = data_root() / "ngsim-us101-vehicles"
     if not folder.is_dir():
         pytest.skip(f"per-vehicle US-101 data not found under {folder}")
     out = prepare("us101-vehicles", out=tmp_path / "cache", limit=6, seed=0)
     sc = load_tensors(out / "scenes_train.pt")
-    hw = us101_headways(sc, folder)
+    hw = sc["headway"].double().numpy()                 # stored by prepare
     H = int(sc["history"])
     assert hw.shape == tuple(sc["mask"].shape) + (H,)
     assert np.isfinite(hw[sc["mask"].numpy()]).mean() > 0.99

@@ -74,3 +74,15 @@ def test_help_lists_every_command():
     text = build_parser().format_help()
     for name in ("prepare", "train", "predict", "evaluate", "view", *PLANNER_COMMANDS):
         assert name in text, name
+
+
+def test_the_library_does_not_import_data_prep():
+    """data_prep calls the library; nothing in ebmtraj imports data_prep back."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ebmtraj.cli, ebmtraj.data.prepare, ebmtraj.data.synthetic, ebmtraj.experiment\n"
+            "print([m for m in sys.modules if m.split('.')[0] == 'data_prep'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("highway_env", reason="highway-env is not installed")
 
-from data_prep.synthetic_traffic import write_recording  # noqa: E402
+from ebmtraj.data.synthetic import write_recording  # noqa: E402
 from ebmtraj.data.cleaning import clean  # noqa: E402
 from ebmtraj.data.lanes import LaneMap  # noqa: E402
 from ebmtraj.data.ngsim import RAW_COLUMNS, read_ngsim_raw  # noqa: E402
