@@ -11,7 +11,8 @@ records the rates in section ``commonroad_planning`` of ``docs/results/ebmtraj.j
 
 Default scenarios: the prepared CommonRoad cache's test split
 (``ebmtraj.commonroad_planning.default_scenarios``). ``--solutions DIR`` also writes each
-driven trajectory as a CommonRoad solution file (KS, BMW 320i, WX1).
+driven trajectory as a CommonRoad solution file (KS, BMW 320i, WX1) and records the share
+that the drivability checker's ``valid_solution`` accepts (``valid_solution``).
 """
 from __future__ import annotations
 
@@ -69,6 +70,10 @@ def main(argv=None) -> dict:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1, default=str))
     payload = {name: dict(row) for name, row in report["summary"].items()}
+    if args.solutions:
+        for name in payload:
+            verdicts = [r.get("solution_check") for r in report["problems"] if r["planner"] == name]
+            payload[name]["valid_solution"] = sum(v == "valid" for v in verdicts) / max(len(verdicts), 1)
     payload["scenarios"] = [f.name for f in files]
     payload["checker"] = ("commonroad-drivability-checker: obstacles' collision objects; road polygons "
                           "(enclosure) and road boundary; KS feasibility; ego BMW 320i 4.508 x 1.61 m")
@@ -82,13 +87,25 @@ def main(argv=None) -> dict:
 
 
 def _writing(fn, name: str, folder: Path):
-    """``fn`` that also writes each driven trajectory as a CommonRoad solution file."""
+    """``fn`` that also writes each driven trajectory as a CommonRoad solution file and has
+    the drivability checker's ``valid_solution`` (goal, start state, obstacle and road-boundary
+    collisions, feasibility) judge the file as read back: ``last["solution_check"]`` is
+    ``valid``, ``infeasible`` or the name of the exception it raised."""
+    from commonroad.planning.planning_problem import PlanningProblemSet
+    from commonroad_dc.feasibility.solution_checker import SolutionCheckerException, valid_solution
+
     from ebmtraj import commonroad_tools as ct
 
     def wrapped(scenario, problem):
         states = fn(scenario, problem)
-        wrapped.last = getattr(fn, "last", {})
-        ct.write_solution(folder / name / f"solution_KS2:WX1:{scenario.scenario_id}.xml", scenario, problem, states)
+        path = ct.write_solution(folder / name / f"solution_KS2:WX1:{scenario.scenario_id}.xml",
+                                 scenario, problem, states)
+        try:
+            ok, _ = valid_solution(scenario, PlanningProblemSet([problem]), ct.read_solution(path))
+            verdict = "valid" if ok else "infeasible"
+        except SolutionCheckerException as err:
+            verdict = type(err).__name__
+        wrapped.last = dict(getattr(fn, "last", {}) or {}, solution_check=verdict)
         return states
 
     wrapped.last = {}

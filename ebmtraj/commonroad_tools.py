@@ -476,8 +476,9 @@ def evaluate_planning_problems(plan_fns: dict, scenarios, *, vehicle_type=DEFAUL
                 row["plan_wall_seconds"] = time.perf_counter() - t
                 extra = getattr(fn, "last", None) or {}
                 row["stop"] = extra.get("stop", extra.get("end_reason"))
-                if extra.get("error"):
-                    row["error"] = extra["error"]
+                for key in ("error", "solution_check"):
+                    if extra.get(key) is not None:
+                        row[key] = extra[key]
                 ps = extra.get("plan_seconds") or extra.get("latencies")
                 row["plan_seconds_median"] = float(np.median(ps)) if ps else None
                 res = checker.check(problem, states, vehicle_type=vehicle_type, feasibility=feasibility)
