@@ -1,10 +1,12 @@
 """Training throughput of the generative VoxelNet: shapes/s, peak memory and GFLOP/s.
 
-For each config (the published network, ``configs/voxelnet_paper.yaml``, and the CPU default,
-``configs/voxelnet_chair_cpu.yaml``) a fresh process builds the model and the engine's Trainer on
-256 random 32^3 occupancy grids (3 % filled, like the chairs) and times
-``--iters`` full training steps (persistent-chain Langevin + the contrastive update) after one
-warm-up step.
+For each config (the published network, ``configs/voxelnet_paper.yaml``; the former CPU config,
+``configs/voxelnet_chair_cpu.yaml``, 32^3; and the CPU config that learns,
+``configs/voxelnet_chair16_cpu.yaml``, 16^3 with clamped chains) a fresh process builds the model
+and the VoxelNet trainer (the engine's Trainer with the config's algorithm switches) on 256 random
+occupancy grids at the config's resolution (3 % filled at 32^3 like the chairs, 6 % at 16^3 like
+the max-pooled chairs) and times ``--iters`` full training steps (persistent-chain Langevin + the
+contrastive update) after one warm-up step.
 
 - shapes/s: observed shapes consumed per second of training (batch / seconds per step), at the
   measured batch and Langevin steps, and extrapolated to the config's own Langevin steps.
@@ -31,7 +33,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {"paper": ROOT / "configs" / "voxelnet_paper.yaml", "cpu_default": ROOT / "configs" / "voxelnet_chair_cpu.yaml"}
+CONFIGS = {"paper": ROOT / "configs" / "voxelnet_paper.yaml", "cpu_default": ROOT / "configs" / "voxelnet_chair_cpu.yaml",
+           "chair16_cpu": ROOT / "configs" / "voxelnet_chair16_cpu.yaml"}
+FILL = {32: 0.03, 16: 0.06}  # occupied share of the chairs at each resolution
 
 
 def _rss_mb() -> float:
@@ -42,9 +46,8 @@ def measure(name: str, batch: int, langevin: int, iters: int, threads: int, devi
     import torch
 
     torch.set_num_threads(threads)
-    from ebmcore.learning import Trainer
     from ebm3d.config import load_experiment
-    from ebm3d.tasks.training import build_model
+    from ebm3d.tasks.training import VoxelTrainer, build_model, effective_train_config
 
     cfg = load_experiment(CONFIGS[name], [f"train.batch_size={batch}", f"train.sampler.steps={langevin}",
                                          "train.tensorboard=false", "train.progress=false",
@@ -52,12 +55,14 @@ def measure(name: str, batch: int, langevin: int, iters: int, threads: int, devi
     config_langevin = load_experiment(CONFIGS[name]).train.sampler.steps
     # random occupancy with the chairs' fill rate: the cost of a convolution does not depend on the
     # values, and loading the real set would dominate the process's peak memory
-    data = (torch.rand(256, 1, 32, 32, 32, generator=torch.Generator().manual_seed(0)) < 0.03).float()
-    source = "random occupancy, 3 % filled"
+    R = cfg.data.resolution
+    data = (torch.rand(256, 1, R, R, R, generator=torch.Generator().manual_seed(0)) < FILL[R]).float()
+    source = f"random occupancy at {R}^3, {FILL[R]:.0%} filled"
     rss_before = _rss_mb()
-    model = build_model(cfg, 32, data)
+    model = build_model(cfg, R, data)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(model, model.centre(data), cfg.train, tmp, resume=False)
+        trainer = VoxelTrainer(model, model.centre(data), effective_train_config(cfg, len(data)), tmp,
+                               clamp=cfg.algorithm.clamp, resume=False)
         trainer.train_step()  # warm-up
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -89,20 +94,25 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--cpu-batch", type=int, default=8)
     p.add_argument("--cpu-langevin", type=int, default=10)
+    p.add_argument("--chair16-batch", type=int, default=20)
+    p.add_argument("--chair16-langevin", type=int, default=20)
     p.add_argument("--paper-batch", type=int, default=2)
     p.add_argument("--paper-langevin", type=int, default=2)
     p.add_argument("--only", choices=list(CONFIGS))
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), help="configs to measure")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     if args.only:  # one config in this process (peak memory is per process)
-        batch, langevin = ((args.paper_batch, args.paper_langevin) if args.only == "paper"
-                           else (args.cpu_batch, args.cpu_langevin))
+        batch, langevin = {"paper": (args.paper_batch, args.paper_langevin),
+                           "cpu_default": (args.cpu_batch, args.cpu_langevin),
+                           "chair16_cpu": (args.chair16_batch, args.chair16_langevin)}[args.only]
         print(json.dumps(measure(args.only, batch, langevin, args.iters, args.threads, args.device)))
         return 0
     results = []
-    for name in CONFIGS:
+    for name in args.configs:
         cmd = [sys.executable, __file__, "--only", name]
-        for key in ("threads", "iters", "device", "cpu_batch", "cpu_langevin", "paper_batch", "paper_langevin"):
+        for key in ("threads", "iters", "device", "cpu_batch", "cpu_langevin", "chair16_batch", "chair16_langevin",
+                    "paper_batch", "paper_langevin"):
             cmd += ["--" + key.replace("_", "-"), str(getattr(args, key))]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))

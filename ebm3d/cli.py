@@ -86,18 +86,26 @@ def _record_synthesis(cfg, args, started: float) -> None:
     samples = draw_samples(cfg, models, len(test), cfg.train.seed + 1, chains)
     save_grid_png(samples[:36].clamp(0, 1), cfg.run_dir / "samples_test_eval.png")
     seed, open3d = args.seed or 0, not args.no_open3d
-    rec = run_recovery(cfg, models[-1], test[: cfg.recovery.n_examples], train, ["random"], seed, cfg.run_dir, open3d)
+    seconds = train_seconds(cfg)
+    recoverer, rec_cfg = models[-1], cfg
+    if cfg.recovery.dedicated:
+        rec_cfg, recoverer = _dedicated_recovery_model(cfg, train)
+        seconds += train_seconds(rec_cfg)
+    rec = run_recovery(rec_cfg, recoverer, test[: cfg.recovery.n_examples], train, ["random"], seed, cfg.run_dir,
+                       open3d)
     sr = run_superres(cfg, models[-1], test[: cfg.superres.n_examples], seed, cfg.run_dir, open3d)
     methods = {"ebm": "voxelnet", "all_empty": "all_empty", "mean_fill": "mean_fill",
                "observed_mean_fill": "observed_mean_fill", "nearest_train": "nearest_neighbour"}
+    errors = {k: rec["random"][m]["error_missing"] for k, m in methods.items()}
     payload = {
-        f"recovery_{round(100 * cfg.recovery.ratio)}": {k: rec["random"][m]["error_missing"] for k, m in methods.items()},
+        f"recovery_{round(100 * cfg.recovery.ratio)}": errors,
         "samples": sample_quality(samples, test),
         "superres": {"ebm": sr["voxelnet"]["error"], "nearest": sr["nearest_upsampling"]["error"]},
         "details": {"recovery": rec, "superres": sr, "n_train": len(train), "n_test": len(test),
-                    "resolution": cfg.data.resolution, "samples_from_persistent_chains": chains is not None},
+                    "resolution": cfg.data.resolution, "samples_from_persistent_chains": chains is not None,
+                    "recovery_model": str(rec_cfg.run_dir), "train_seconds_synthesis": round(train_seconds(cfg), 1)},
     }
-    record("ebm3d", args.record, payload, started=started, train_seconds=round(train_seconds(cfg), 1))
+    record("ebm3d", args.record, payload, started=started, train_seconds=round(seconds, 1))
     _print({k: v for k, v in payload.items() if k != "details"})
 
 
@@ -112,6 +120,21 @@ def cmd_classify(args) -> int:
     if args.fresh:
         _clear_run(cfg)
     return _classify(cfg, args)
+
+
+def _dedicated_recovery_model(cfg, train):
+    """Train (resuming) the dedicated recovery model named by ``cfg.recovery.dedicated`` on ``train``
+    (its run folder sits next to this run's); returns its config and model."""
+    from ebm3d.config import load_experiment
+    from ebm3d.tasks.training import train_models
+
+    rec_cfg = load_experiment(cfg.recovery.dedicated, [f"out_dir={cfg.out_dir}"])
+    if rec_cfg.algorithm.negatives != "recovery":
+        raise ConfigError(f"recovery.dedicated: {cfg.recovery.dedicated} does not train with recovery negatives")
+    if (rec_cfg.data.resolution, rec_cfg.data.pool) != (cfg.data.resolution, cfg.data.pool):
+        raise ConfigError("recovery.dedicated: its data.resolution and data.pool must match this run's")
+    models, _, _ = train_models(rec_cfg, train)
+    return rec_cfg, models[-1]
 
 
 def _classify(cfg, args) -> int:

@@ -34,6 +34,8 @@ class DataConfig:
         (the 32^3 chairs) is pooled down to it by ``pool``.
     pool: 'avg' (block average: fractional occupancy) or 'max' (a coarse voxel is occupied when
         any fine voxel is: binary grids that keep thin legs) when pooling a finer source.
+    source_resolution: modelnet and furniture: prepare the grids at this resolution and pool them
+        to ``resolution`` (None: prepare at ``resolution``).
     rotations: shapenets_chair only: keep these rotation indices (1-12, 1 = canonical; None: all).
     max_per_class: keep at most this many source shapes per class and official split (tests).
     max_train: train on the first this many shapes of the training split only (CPU budgets); the
@@ -51,6 +53,7 @@ class DataConfig:
     classes: list[str] | None = None
     resolution: int = check(32, choices=[8, 16, 32, 64])
     pool: str = check("avg", choices=["avg", "max"])
+    source_resolution: int | None = check(None, choices=[16, 32, 64])
     rotations: list[int] | None = check(None, min=1, max=12)
     max_per_class: int | None = check(None, min=1)
     max_train: int | None = check(None, min=1)
@@ -63,6 +66,9 @@ class DataConfig:
     workers: int = check(1, min=1, max=256)
 
     def validate(self, prefix=""):
+        if self.source_resolution is not None and self.source_resolution % self.resolution:
+            raise ConfigError(f"{prefix}source_resolution: {self.source_resolution} must be a multiple of "
+                              f"resolution {self.resolution}")
         if self.rotations is not None and self.source != "shapenets_chair":
             raise ConfigError(f"{prefix}rotations: only the shapenets_chair source has rotations")
         if self.source == "shapenets_chair" and self.resolution not in (8, 16, 32):
@@ -158,6 +164,9 @@ class RecoveryConfig:
     init: 'masked' protocol: what an unobserved voxel starts at: 0 occupancy ('zero') or the
         training mean ('mean').
     noise: the Langevin noise; off by default (descent on the energy).
+    dedicated: an experiment YAML of a dedicated recovery model (``algorithm.negatives: recovery``,
+        the official code's way) that ``ebm3d train --record`` trains (resuming) and recovers with;
+        None: this run's model recovers.
     """
 
     split: str = check("test", choices=["train", "val", "test"])
@@ -168,6 +177,7 @@ class RecoveryConfig:
     step_size: float = check(0.07, min=0.0, max=10.0)
     noise: str = check("off", choices=["constant", "off", "annealed"])
     protocol: str = check("official", choices=["official", "masked"])
+    dedicated: str | None = None
     init: str = check("zero", choices=["zero", "mean"])
     batch_size: int = check(25, min=1, max=10_000)
 

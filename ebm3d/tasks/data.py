@@ -39,8 +39,9 @@ def load_shapes(cfg: DataConfig, progress: bool = False) -> ShapeDataset:
         from ebm3d.data import FURNITURE
 
         classes = tuple(cfg.classes) if cfg.classes else FURNITURE
-        ds = make_furniture(cfg.n_per_class, classes, resolutions=(cfg.resolution,), n_points=0,
-                            test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, seed=cfg.seed)
+        ds = make_furniture(cfg.n_per_class, classes, resolutions=(cfg.source_resolution or cfg.resolution,),
+                            n_points=0, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
+                            seed=cfg.seed)
     elif cfg.source == "shapenets_chair":
         ds = load_shapenets_chairs(source_folder(cfg), test_fraction=cfg.test_fraction,
                                    val_fraction=cfg.val_fraction, seed=cfg.seed,
@@ -48,8 +49,8 @@ def load_shapes(cfg: DataConfig, progress: bool = False) -> ShapeDataset:
         if cfg.rotations:
             ds = _keep_rotations(ds, cfg.rotations)
     else:
-        options = BuildOptions(resolutions=(cfg.resolution,), n_points=0, val_fraction=cfg.val_fraction,
-                               seed=cfg.seed, point_dilation=cfg.point_dilation, point_fill=cfg.point_fill,
+        options = BuildOptions(resolutions=(cfg.source_resolution or cfg.resolution,), n_points=0,
+                               val_fraction=cfg.val_fraction, seed=cfg.seed, point_dilation=cfg.point_dilation, point_fill=cfg.point_fill,
                                max_per_class=cfg.max_per_class, workers=cfg.workers)
         ds = build_shapes(source_folder(cfg), options, progress=progress)
     if cfg.classes and cfg.source != "furniture":

@@ -219,6 +219,39 @@ def test_same_seed_same_run_and_exact_resume(tmp_path):
     assert torch.equal(a["chains"]["buffer"], c["chains"]["buffer"])
 
 
+def test_paper_config_uses_the_official_bookkeeping():
+    cfg = load_experiment(CONFIGS / "voxelnet_paper.yaml")
+    assert (cfg.algorithm.bookkeeping, cfg.algorithm.clamp, cfg.model.centring) == ("official", False, "scalar")
+    assert (cfg.train.steps, cfg.train.chains.per_batch, cfg.train.sampler.noise_off_after) == (3000, 25, 100)
+    train = effective_train_config(cfg, 8640)
+    assert (train.optim.accumulate, train.chains.num_chains, train.chains.std) == (0, 432 * 25, 1.0)
+
+
+def test_record_writes_the_chair_section(tmp_path, monkeypatch):
+    """``ebm3d train --record`` trains the dedicated recovery model and records every figure."""
+    import ebmcore.results
+
+    monkeypatch.setattr(ebmcore.results, "RESULTS_DIR", tmp_path / "results")
+    import yaml
+
+    tree = yaml.safe_load((CONFIGS / "voxelnet_chair16_recovery_cpu.yaml").read_text())
+    tree["data"].update(resolution=8, pool="avg")
+    tree["model"].update(channels=[4, 8], kernels=[3, 3])
+    tree["train"].update(steps=2, progress=False, tensorboard=False)
+    tree["train"]["sampler"]["steps"] = 3
+    rec_yaml = tmp_path / "rec.yaml"
+    rec_yaml.write_text(yaml.safe_dump(tree))
+    extra = ["train.sampler.steps=3", f"recovery.dedicated={rec_yaml}", "recovery.n_examples=3",
+             "superres.n_examples=3", "recovery.steps=3", "--record", "chair"]
+    _run(tmp_path, "rec", 2, extra)
+    section = json.loads((tmp_path / "results" / "ebm3d.json").read_text())["chair"]
+    assert set(section["recovery_70"]) == {"ebm", "all_empty", "mean_fill", "observed_mean_fill", "nearest_train"}
+    assert set(section["samples"]) >= {"one_nna_iou", "one_nna_gen_side", "one_nna_ref_side", "coverage", "mmd_iou"}
+    assert set(section["superres"]) == {"ebm", "nearest"} and section["train_seconds"] > 0
+    assert section["details"]["recovery_model"].endswith("voxelnet_chair16_recovery_cpu")
+    assert (tmp_path / "voxelnet_chair16_recovery_cpu" / "checkpoint.pt").is_file()
+
+
 # ----------------------------------------------------------------------------- learning
 @need_chairs
 def test_short_run_learns_to_recover_held_out_chairs(tmp_path):
