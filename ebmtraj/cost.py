@@ -304,6 +304,37 @@ class HistoryTerm(nn.Module):
         return 0.5 * (r * r).sum((1, 2))
 
 
+class StartNet(nn.Module):
+    """The cooperative generator's network: a correction (B,T,2) in z to the closed-form start
+    (:func:`ebmtraj.search.generator_start`), from the history (B,H,2), the scene context (B,C)
+    and a latent (B, latent) ~ N(0, I) (zeros: the deterministic start).
+
+    Trained by MCMC teaching (:class:`ebmcore.cooperative.CooperativeChains`): it regresses onto
+    where the energy's search takes its proposals, so later searches start nearer their end.
+    ``knots`` values per channel are interpolated over the T steps; the output layer starts at
+    zero (the proposal is then the closed-form start itself).
+    """
+
+    def __init__(self, history: int, ctx_dim: int, steps: int, hidden: int = 64, knots: int = 9,
+                 latent: int = 8):
+        super().__init__()
+        self.knots, self.latent = knots, latent
+        self.net = nn.Sequential(nn.Linear(2 * history + ctx_dim + latent, hidden), nn.LayerNorm(hidden), nn.SiLU(),
+                                 nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.SiLU(),
+                                 nn.Linear(hidden, 2 * knots))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.register_buffer("interp", interpolation_matrix(steps, knots))
+
+    def forward(self, cond: dict, in_scale: torch.Tensor, latent: torch.Tensor | None = None) -> torch.Tensor:
+        """-> correction (B,T,2) in z; ``in_scale`` (2H+C,) the history inputs' scale."""
+        h = torch.cat([cond["hist"].flatten(1), cond["ctx"]], dim=1) / in_scale.to(cond["ctx"].dtype)
+        if latent is None:
+            latent = h.new_zeros(h.shape[0], self.latent)
+        out = self.net(torch.cat([h, latent.to(h.dtype)], 1)).view(-1, 2, self.knots)
+        return torch.einsum("tk,bck->btc", self.interp.to(out.dtype), out)
+
+
 # ----------------------------------------------------------------------------- the cost
 
 class TrajectoryCost(nn.Module):
@@ -391,6 +422,7 @@ class IOCEnergy(EnergyModel):
         self.cost, self.param = cost, param
         self.wheelbase = wheelbase
         self.grad_clip = grad_clip
+        self.start_net: StartNet | None = None   # the cooperative generator (ModelConfig.start_net)
 
     def rollout(self, z: torch.Tensor, cond: dict):
         """z (B,T,2) -> (states (B,T,6), controls (B,T,2))."""

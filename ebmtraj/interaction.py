@@ -57,10 +57,12 @@ def order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order,
     return (pen.sum(-1) * live.to(pen.dtype)).sum(1)
 
 
-def pair_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live, order) -> torch.Tensor:
-    """The pair terms of the joint energy, (N,): overlap plus same-lane order."""
+def pair_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live, order,
+                 gap: float = 2.0) -> torch.Tensor:
+    """The pair terms of the joint energy, (N,): overlap plus same-lane order (bumper gaps
+    below ``gap`` [m] pay)."""
     return (overlap_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live)
-            + order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order))
+            + order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order, gap))
 
 
 def footprint(states: torch.Tensor, ref: torch.Tensor):

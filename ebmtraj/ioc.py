@@ -31,16 +31,20 @@ from pathlib import Path
 
 import torch
 
+from torch import nn
+
+from ebmcore.cooperative import CooperativeChains
 from ebmcore.learning import Trainer, TrainConfig
 
 from .cost import IOCEnergy, rollout
 from .cost_inputs import COND_TENSORS
 from .model import MODEL_FILE, ModelConfig, PredictConfig, build_model, load_model, save_model
 from .prediction import positions, predict, predict_joint, rmse_table
+from .search import generator_start
 
-__all__ = ["MODEL_FILE", "ModelConfig", "PredictConfig", "build_model", "cond_of", "control_scale",
-           "fit_controls", "load_model", "predict", "predict_joint", "prepare_training",
-           "pretrain_neural", "rmse_table", "save_model", "train"]
+__all__ = ["MODEL_FILE", "ModelConfig", "PredictConfig", "StartGenerator", "build_model", "cond_of",
+           "control_scale", "fit_controls", "load_model", "predict", "predict_joint", "prepare_training",
+           "pretrain_neural", "rmse_table", "save_model", "stage2_chains", "stage2_parameters", "train"]
 
 def cond_of(inputs: dict, model: IOCEnergy | None = None) -> dict:
     """The cost's inputs from :func:`ebmtraj.cost_inputs.build_inputs`, plus the nominal
@@ -169,6 +173,41 @@ def pretrain_neural(model: IOCEnergy, data: dict, *, steps: int = 2000, batch_si
 
 # ----------------------------------------------------------------------------- training
 
+class StartGenerator(nn.Module):
+    """The cooperative generator of a model with a ``start_net``: ``forward(latent (n, L), cond)
+    -> z (n, T, 2)`` = :func:`ebmtraj.search.generator_start` (closed-form start + correction).
+    Holds the model without registering it, so its parameters are the start network's only."""
+
+    def __init__(self, model: IOCEnergy):
+        super().__init__()
+        if model.start_net is None:
+            raise ValueError("the model has no start_net (model.start_net: true)")
+        self.net = model.start_net
+        self._model = (model,)
+
+    def forward(self, latent: torch.Tensor, cond: dict | None = None) -> torch.Tensor:
+        return generator_start(self._model[0], cond, latent=latent)
+
+
+def stage2_chains(model: IOCEnergy, kind: str, lr: float = 1e-3):
+    """The chain initialiser of stage 2: None (``train.chains`` as configured) for 'config', or
+    cooperative chains started by the model's generator, taught by the revisions."""
+    if kind == "config":
+        return None
+    if kind == "cooperative":
+        return CooperativeChains(StartGenerator(model), model.start_net.latent, lr=lr)
+    raise ValueError(f"stage-2 chains must be 'config' or 'cooperative', got {kind!r}")
+
+
+def stage2_parameters(model: IOCEnergy, which: str) -> None:
+    """Which energy parameters stage 2 trains: 'all', or 'features' (the feature weights and the
+    neural term's scales; its reference network stays at stage 1's fit)."""
+    if which not in ("all", "features"):
+        raise ValueError(f"stage-2 params must be 'all' or 'features', got {which!r}")
+    for p in model.cost.neural.net.parameters():
+        p.requires_grad_(which == "all")
+
+
 @dataclass
 class ValidationState:
     best: float = math.inf
@@ -209,9 +248,10 @@ def validation_callback(model: IOCEnergy, cond_val: dict, future_val: torch.Tens
 
 def train(model: IOCEnergy, data: dict, tcfg: TrainConfig, run_dir: str | Path, *, val=None,
           full_config=None, resume: bool = True, eval_every: int = 50,
-          pcfg: PredictConfig | None = None) -> dict:
+          pcfg: PredictConfig | None = None, chains=None) -> dict:
     """Stage 2: analysis by synthesis on ``data`` (``{"x": z_obs, **cond}``) with the engine's
-    Trainer (Langevin on the controls, BPTT through the rollout).
+    Trainer (Langevin on the controls, BPTT through the rollout). ``chains``: the Trainer's chain
+    initialiser (None: ``tcfg.chains``; :func:`stage2_chains`).
 
     ``val = (cond_val, future_val)`` turns on model selection on validation RMSE (model.pt holds
     the best, step 0 included); without it model.pt is the last state. ``full_config`` (a
@@ -225,7 +265,7 @@ def train(model: IOCEnergy, data: dict, tcfg: TrainConfig, run_dir: str | Path, 
     cfg_dict = to_dict(full_config) if full_config is not None else {}
     callbacks = []
     trainer = Trainer(model, data, tcfg, run_dir, resume=resume, callbacks=callbacks,
-                      full_config=full_config)
+                      full_config=full_config, chains=chains)
     if val is not None:
         cb = validation_callback(model, val[0], val[1], run_dir, eval_every, pcfg, cfg_dict)
         callbacks.append(cb)

@@ -21,7 +21,7 @@ import torch
 from ebmcore.errors import ConfigError, DataError
 from ebmcore.io import load_tensors, save_tensors
 
-from .cost import ControlParam, IOCEnergy, TrajectoryCost
+from .cost import ControlParam, IOCEnergy, StartNet, TrajectoryCost
 from .cost_inputs import CTX_NAMES, InputConfig
 
 MODEL_FILE = "model.pt"
@@ -45,6 +45,8 @@ class ModelConfig:
     dt: float = 0.1
     grad_clip: float | None = 50.0   # per-example bound on |dC/dz| seen by the sampler
     whiten_shrink: float = 0.33      # z = 1 is this fraction of the demonstrations' control spread
+    start_net: bool = False          # a cooperative generator (StartNet) that starts the search
+    start_latent: int = 8            # its latent size
 
     def validate(self, prefix=""):
         if self.basis not in ("whitened", "level", "increment"):
@@ -53,6 +55,8 @@ class ModelConfig:
             raise ConfigError(f"{prefix}use_features and use_neural cannot both be false")
         if not 0 < self.whiten_shrink <= 10:
             raise ConfigError(f"{prefix}whiten_shrink must be in (0, 10], got {self.whiten_shrink}")
+        if self.start_latent < 1:
+            raise ConfigError(f"{prefix}start_latent must be >= 1, got {self.start_latent}")
 
 
 @dataclass
@@ -60,12 +64,15 @@ class PredictConfig:
     """How predictions are drawn from the learned energy (training, evaluation and planner).
 
     ``init``: where search starts: 'nominal' (z = 0, constant velocity), 'reference' (the
-    closed-form start of :func:`ebmtraj.search.reference_start`) or 'mincost' (the reference
-    start, then ``opt_steps`` Adam steps: the minimum-cost z).
+    closed-form start of :func:`ebmtraj.search.reference_start`), 'mincost' (the reference
+    start, then ``opt_steps`` Adam steps: the minimum-cost z) or 'generator' (the cooperative
+    generator's proposal, :func:`ebmtraj.search.generator_start`, then ``opt_steps`` Adam steps;
+    the reference start on a model without one).
     ``mode``: 'adam' (the minimum-cost trajectory: Adam on z for ``opt_steps`` from the start),
     'descent' (Langevin with the noise off for ``steps``: gradient descent at the sampler's step)
     or 'sample' (``samples`` Langevin chains of ``steps`` steps from the start plus
-    N(0, init_std^2)). ``interaction_weight``: the joint energy's pair penalties.
+    N(0, init_std^2)). ``interaction_weight``: the joint energy's pair penalties; ``pair_gap``,
+    ``joint_start`` and ``joint_steps``: see :func:`ebmtraj.prediction.predict`.
     """
 
     mode: str = "sample"
@@ -78,13 +85,20 @@ class PredictConfig:
     adam_lr: float = 0.05
     chunk: int = 4096           # rows x samples per batch
     interaction_weight: float = 10.0
+    pair_gap: float = 2.0       # m: the joint order penalty's bumper gap
+    joint_start: str = "reference"   # 'reference' (as independent search) or 'independent' (its result)
+    joint_steps: int | None = None   # joint Adam steps from the independent result (None: opt_steps)
     seed: int = 0
 
     def validate(self, prefix=""):
         if self.mode not in ("sample", "descent", "adam"):
             raise ConfigError(f"{prefix}mode must be sample, descent or adam, got {self.mode!r}")
-        if self.init not in ("mincost", "reference", "nominal"):
-            raise ConfigError(f"{prefix}init must be mincost, reference or nominal, got {self.init!r}")
+        if self.init not in ("mincost", "reference", "nominal", "generator"):
+            raise ConfigError(f"{prefix}init must be mincost, reference, nominal or generator, got {self.init!r}")
+        if self.joint_start not in ("reference", "independent"):
+            raise ConfigError(f"{prefix}joint_start must be reference or independent, got {self.joint_start!r}")
+        if self.pair_gap < 0 or (self.joint_steps is not None and self.joint_steps < 0):
+            raise ConfigError(f"{prefix}pair_gap and joint_steps must be >= 0")
         if self.samples < 1 or self.steps < 0 or self.step_size < 0 or self.opt_steps < 0:
             raise ConfigError(f"{prefix}samples >= 1, steps, opt_steps and step_size >= 0 are required")
 
@@ -111,8 +125,11 @@ def build_model(cfg: ModelConfig, history: int, steps: int, scale=(0.5, 0.01)) -
     cost = TrajectoryCost(history=history, ctx_dim=len(CTX_NAMES), steps=steps, dt=cfg.dt,
                           hidden=cfg.hidden, knots=cfg.knots, init_weight=cfg.init_weight,
                           use_features=cfg.use_features, use_neural=cfg.use_neural)
-    return IOCEnergy(cost, ControlParam(scale, cfg.basis, steps), sigma_ref=cfg.sigma_ref,
-                     wheelbase=cfg.wheelbase, grad_clip=cfg.grad_clip)
+    model = IOCEnergy(cost, ControlParam(scale, cfg.basis, steps), sigma_ref=cfg.sigma_ref,
+                      wheelbase=cfg.wheelbase, grad_clip=cfg.grad_clip)
+    if cfg.start_net:
+        model.start_net = StartNet(history, len(CTX_NAMES), steps, cfg.hidden, cfg.knots, cfg.start_latent)
+    return model
 
 
 def spec_from_config(config: dict, history: int, steps: int, path="config") -> ModelSpec:

@@ -23,6 +23,7 @@ kept or replaced together and a deadline stops it anytime.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 
@@ -31,7 +32,7 @@ from ebmcore.errors import DataError
 from .cost import IOCEnergy
 from .interaction import footprint, live_neighbours, pair_index, pair_penalty
 from .model import PredictConfig
-from .search import anytime_search, clip_rows, reference_start
+from .search import anytime_search, clip_rows, generator_start, reference_start
 
 HORIZONS = (10, 20, 30, 40)   # steps = 1, 2, 3, 4 s at 10 Hz
 PAIR_KEYS = ("nbr_row", "rel_angle", "rel_shift")
@@ -45,8 +46,9 @@ def start_order(cond: dict, dt: float = 0.1) -> torch.Tensor:
 
 
 def row_forward(model: IOCEnergy, z: torch.Tensor, cond: dict, enc, joint_weight: float,
-                fixed_weight: float, margin: float):
-    """(cost incl. pair terms (B,), states (B,T,6), controls (B,T,2)) of z (B,T,2)."""
+                fixed_weight: float, margin: float, gap: float = 2.0):
+    """(cost incl. pair terms (B,), states (B,T,6), controls (B,T,2)) of z (B,T,2); ``gap`` [m]:
+    the joint order penalty's bumper gap."""
     states, u = model.rollout(z, cond)
     centre, psi = footprint(states, cond["ref"])
     order = start_order(cond)
@@ -54,7 +56,7 @@ def row_forward(model: IOCEnergy, z: torch.Tensor, cond: dict, enc, joint_weight
         nbr_pos, nbr_vel, nbr_head, live = live_neighbours(cond, centre, psi, states[..., 2])
         c2 = dict(cond, nbr_pos=nbr_pos, nbr_vel=nbr_vel)
         cost = model.cost(states, u, c2, cond["nominal"], enc=enc)
-        pair = pair_penalty(centre, psi, cond["size"], nbr_pos, nbr_head, cond["nbr_size"], live, order)
+        pair = pair_penalty(centre, psi, cond["size"], nbr_pos, nbr_head, cond["nbr_size"], live, order, gap)
         return cost + 0.5 * joint_weight * pair, states, u
     cost = model.cost(states, u, cond, cond["nominal"], enc=enc)
     if fixed_weight:
@@ -82,9 +84,10 @@ class RowEnergy:
     of minutes per input shape, then a few fused kernels)."""
 
     def __init__(self, model: IOCEnergy, cond: dict, *, joint_weight: float = 0.0,
-                 fixed_weight: float = 0.0, margin: float = 0.0, compile: bool = False):
+                 fixed_weight: float = 0.0, margin: float = 0.0, compile: bool = False,
+                 gap: float = 2.0):
         self.model, self.compile = model, compile
-        self.weights = (float(joint_weight), float(fixed_weight), float(margin))
+        self.weights = (float(joint_weight), float(fixed_weight), float(margin), float(gap))
         cond = dict(cond)
         with torch.no_grad():
             cond["nominal"] = model.nominal(cond)
@@ -132,21 +135,27 @@ def repeat_rows(cond: dict, k: int) -> dict:
 def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy,
                 groups: torch.Tensor | None = None, generator: torch.Generator | None = None,
                 deadline: float | None = None, extra_starts: torch.Tensor | None = None,
-                chains: int = 1, seconds_per_row: float = 0.0) -> dict:
+                chains: int = 1, seconds_per_row: float = 0.0, start: torch.Tensor | None = None) -> dict:
     """The search of ``cfg`` for the rows of ``cond``: start, Adam, then descent or sampling.
 
     ``make_energy(cond) -> RowEnergy``; ``groups`` (N,) int64 rows kept together (scenes);
     'adam' mode only: ``extra_starts`` (N, E, T, 2) more chains per row (a warm start) and
     ``chains - 1`` more at the start plus N(0, init_std^2), each searched alongside the start.
     ``seconds_per_row``: the expected time of one evaluation per row, so that no evaluation
-    starts that would end past the ``deadline``. Returns ``z`` (N,K,T,2), ``states`` (N,K,T,6),
+    starts that would end past the ``deadline``. ``start`` (N,T,2): where the search starts in
+    place of ``cfg.init``'s start (its Adam steps still run). Returns ``z`` (N,K,T,2), ``states`` (N,K,T,6),
     ``controls`` (N,K,T,2), ``energy`` and ``cost`` (N,K) as the search evaluated them (NaN
     where the deadline left no evaluation), ``iterations`` and ``deadline_hit``."""
     gen = generator or torch.Generator().manual_seed(cfg.seed)
     n = cond["x0"].shape[0]
     energy = make_energy(cond)
-    start = cond["x0"].new_zeros(n, model.cost.steps, 2)
-    if cfg.init in ("reference", "mincost") and model.cost.use_neural:
+    fixed_start, start = start, cond["x0"].new_zeros(n, model.cost.steps, 2)
+    if fixed_start is not None:
+        start = fixed_start.to(start.dtype)
+    elif cfg.init == "generator" and model.cost.use_neural:
+        with torch.no_grad():
+            start = generator_start(model, energy.cond, energy.enc)
+    elif cfg.init in ("reference", "mincost") and model.cost.use_neural:
         start = reference_start(model, energy.cond, energy.enc)
     hit, iters = False, 0
 
@@ -170,7 +179,7 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
         k = start.shape[1]
         start = start.flatten(0, 1)
         energy = make_energy(repeat_rows(cond, k))
-    if cfg.mode == "adam" or (cfg.mode == "sample" and cfg.init == "mincost"):
+    if cfg.mode == "adam" or (cfg.mode == "sample" and cfg.init in ("mincost", "generator")):
         start = run(energy, start, k, steps=cfg.opt_steps, optimiser="adam", lr=cfg.adam_lr)
     if cfg.mode == "adam":
         z = start
@@ -202,7 +211,9 @@ def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = F
 
     ``joint=True``: the joint multi-agent energy over the rows of each scene (rows sorted by
     ``scene``, with ``agent`` and ``nbr_agent``; chunks never split a scene), weight
-    ``cfg.interaction_weight``."""
+    ``cfg.interaction_weight``, order gap ``cfg.pair_gap``; with ``cfg.joint_start`` =
+    'independent' its search starts at the independent minimum-cost controls and runs
+    ``cfg.joint_steps`` Adam steps on the joint energy (a repair of the independent plans)."""
     model.eval()
     if joint and "nbr_row" not in cond:
         cond = dict(cond, **pair_index(cond["scene"], cond["agent"], cond["nbr_agent"], cond["origin"]))
@@ -217,9 +228,15 @@ def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = F
             c["nbr_row"] = torch.where(c["nbr_row"] >= 0, c["nbr_row"] - sl.start, c["nbr_row"])
             groups = torch.unique(cond["scene"][sl], return_inverse=True)[1]
         make = lambda cc: RowEnergy(model, cc, joint_weight=cfg.interaction_weight if joint else 0.0,
-                                    compile=compile)
-        parts.append(search_rows(model, c, cfg, make_energy=make, groups=groups, generator=gen,
-                                 deadline=deadline))
+                                    compile=compile, gap=cfg.pair_gap)
+        start, ccfg = None, cfg
+        if joint and cfg.joint_start == "independent":
+            indep = lambda cc: RowEnergy(model, cc, compile=compile)
+            solo = replace(cfg, mode="adam", samples=1)
+            start = search_rows(model, c, solo, make_energy=indep, generator=gen, deadline=deadline)["z"][:, 0]
+            ccfg = replace(cfg, opt_steps=cfg.opt_steps if cfg.joint_steps is None else cfg.joint_steps)
+        parts.append(search_rows(model, c, ccfg, make_energy=make, groups=groups, generator=gen,
+                                 deadline=deadline, start=start))
         hit = hit or parts[-1]["deadline_hit"]
     out = {key: torch.cat([p[key] for p in parts]) for key in ("z", "states", "controls", "energy", "cost")}
     out["deadline_hit"] = hit

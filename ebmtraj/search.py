@@ -108,6 +108,17 @@ def reference_start(model: IOCEnergy, cond: dict, enc=None, v_ref: float = V_REF
         return solve_start(jac_a, jac_s, cond["x0"][:, 2], ref, log_sigma, lam, v_ref).to(cond["x0"].dtype)
 
 
+def generator_start(model: IOCEnergy, cond: dict, enc=None, latent: torch.Tensor | None = None) -> torch.Tensor:
+    """The cooperative generator's proposal z (B, T, 2): the closed-form start plus the model's
+    :class:`ebmtraj.cost.StartNet` correction for ``latent`` (B, latent) (None: zeros, the
+    deterministic start); the closed-form start alone on a model without one. Differentiable in
+    the generator's weights (MCMC teaching), not in the energy's."""
+    z = reference_start(model, cond, enc)
+    if model.start_net is None:
+        return z
+    return z + model.start_net(cond, model.cost.neural.in_scale, latent).to(z.dtype)
+
+
 @dataclass
 class SearchResult:
     z: torch.Tensor            # (B, T, 2) the returned chains
