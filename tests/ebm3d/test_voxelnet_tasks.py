@@ -157,15 +157,25 @@ def test_multigrid_trains_coarse_to_fine(tmp_path):
 
 
 @need_modelnet
-def test_classify_and_inception_score_on_modelnet10(tmp_path):
-    # 4 shapes per class and official split: 30 train / 10 val / 40 test over the ten classes
+def test_classify_and_inception_score_on_modelnet10(tmp_path, monkeypatch):
+    import ebmcore.results
+
+    monkeypatch.setattr(ebmcore.results, "RESULTS_DIR", tmp_path / "results")
+    # 4 shapes per class and official split: 30 train / 10 val / 40 test over the ten classes, at 32^3
+    # (the reference classifier's resolution)
     data = ["data.max_per_class=4", "data.val_fraction=0.25"]
     args = ["classify", str(CONFIGS / "voxelnet_modelnet10_cpu.yaml"), f"out_dir={tmp_path}", "name=mn",
-            *data, "model.channels=[8,16]", "model.kernels=[4,4]", "train.steps=6", "train.batch_size=10",
-            "train.sampler.steps=3", "train.progress=false", "reference.n_samples=20",
-            "train.tensorboard=false", "classify.eval_every=3", "classify.C=[0.1,1.0]", "--no-open3d"]
+            *data, "data.resolution=32", "data.source_resolution=null", "model.strides=[3,2]",
+            "model.channels=[8,16]", "model.kernels=[4,4]", "train.steps=6", "train.batch_size=10",
+            "train.sampler.steps=3", "train.progress=false", "reference.n_samples=20", "train.chains.num_chains=20",
+            "train.tensorboard=false", "classify.eval_every=3", "classify.C=[0.1,1.0]", "--no-open3d",
+            "--record", "mn10"]
     assert main(args) == 0
+    recorded = json.loads((tmp_path / "results" / "ebm3d.json").read_text())["mn10"]
+    assert 0 <= recorded["trained"] <= 1 and 0 <= recorded["untrained"] <= 1 and recorded["train_seconds"] > 0
     report = json.loads((tmp_path / "mn" / "classification.json").read_text())
+    assert recorded["trained"] == report["test_accuracy"]
+    assert recorded["untrained"] == report["untrained_baseline"]["test_accuracy"]
     assert report["n"] == {"train": 30, "val": 10, "test": 40}
     assert report["feature_dim"] == 27 * (8 + 16)
     assert [row["step"] for row in report["selection_history"]] == [3, 6]
