@@ -10,7 +10,8 @@ Langevin steps and point count unless ``--cpu-*`` say otherwise.
 
 - clouds/s: observed clouds consumed per second of training (batch / seconds per step) at the
   measured batch, Langevin steps and point count; and extrapolated to the config's own Langevin
-  steps (time scales with batch x (Langevin steps + 2) forward-backward passes).
+  steps (time scales with batch x (Langevin steps + 2) forward-backward passes). The same per
+  second of process CPU time (``clouds_per_cpu_s``), which a shared machine's load disturbs less.
 - peak memory: the process's peak resident set size (``resource.getrusage``) and its rise over
   the value after imports and data loading.
 - GFLOP/s: per-point layer multiply-adds x 2 x points x passes, counting a Langevin step as 2
@@ -72,19 +73,21 @@ def measure(name: str, config: Path, batch: int | None, langevin: int | None, po
         trainer.train_step()  # warm-up
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for _ in range(iters):
             trainer.train_step()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         per_step = (time.perf_counter() - started) / iters
+        cpu_per_step = (time.process_time() - cpu) / iters
     macs = cfg.energy.spec(points).macs_per_point() * points
     flops = 2 * macs * (2 * batch * langevin + 2 * 2 * batch)
     per_cloud_pass = per_step / (batch * (langevin + 2))
     return {
         "config": name, "file": str(config), "data": source, "threads": threads, "device": device, "batch": batch,
         "points": points, "langevin_steps": langevin, "seconds_per_step": round(per_step, 3),
-        "clouds_per_s": round(batch / per_step, 3),
+        "clouds_per_s": round(batch / per_step, 3), "cpu_seconds_per_step": round(cpu_per_step, 3),
+        "clouds_per_cpu_s": round(batch / cpu_per_step, 3),
         "config_batch": base.train.batch_size, "config_langevin_steps": base.train.sampler.steps,
         "clouds_per_s_at_config_langevin": round(1.0 / (per_cloud_pass * (base.train.sampler.steps + 2)), 3),
         "gflop_per_step": round(flops / 1e9, 3), "gflops": round(flops / per_step / 1e9, 2),
@@ -112,7 +115,11 @@ def main(argv=None) -> int:
         batch, langevin, points = ((args.paper_batch, args.paper_langevin, args.paper_points) if paper
                                    else (args.cpu_batch, args.cpu_langevin, args.cpu_points))
         config = CONFIGS["paper"] if paper else Path(args.cpu_config)
-        print(json.dumps(measure(args.only, config, batch, langevin, points, args.iters, args.threads, args.device)))
+        result = measure(args.only, config, batch, langevin, points, args.iters, args.threads, args.device)
+        print(json.dumps(result))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps([result], indent=2))
         return 0
     results = []
     for name in CONFIGS:

@@ -149,7 +149,7 @@ def cmd_reconstruct(args) -> int:
     rc = cfg.reconstruction
     ds = load_point_shapes(cfg.data)
     targets = points(ds, rc.split, cfg.data.classes)[: rc.n_examples]
-    n_points = cfg.data.train_points or cfg.data.n_points
+    n_points = cfg.train_points
     g = torch.Generator().manual_seed(args.seed or 0)
     if n_points < targets.shape[1]:  # the clouds the model was trained on: random subsets
         idx = torch.rand(targets.shape[:2], generator=g).argsort(1)[:, :n_points]

@@ -43,7 +43,7 @@ def chain_settings(cfg: PointNetExperiment, noise: str | None = None, steps: int
     if noise is None:
         noise = "none" if s.noise_off_after is not None else s.noise
     delta = s.step_size if step_size is None else step_size
-    ratio = 1.0 if n_points is None else math.sqrt(n_points / training_points(cfg))
+    ratio = 1.0 if n_points is None else math.sqrt(n_points / cfg.train_points)
     return {"steps": s.steps if steps is None else steps,
             "step_size": delta * ratio,
             "noise": scaled_schedule(noise, s.noise_scale / ratio),
@@ -56,16 +56,14 @@ def initial_noise(cfg: PointNetExperiment, n: int, n_points: int, generator: tor
     return c.mean + c.std * torch.randn(n, n_points, 3, generator=generator)
 
 
-def training_points(cfg: PointNetExperiment) -> int:
-    return cfg.data.train_points or cfg.data.n_points
-
-
 def synthesise(model: GenerativePointNet, cfg: PointNetExperiment, n: int, *, n_points: int | None = None,
                seed: int = 0, noise: str | None = None, batch_size: int = 50) -> torch.Tensor:
-    """``n`` fresh samples (n, n_points, 3) from short-run chains (seeded)."""
+    """``n`` fresh samples (n, n_points, 3) from short-run chains (seeded), with the Langevin steps
+    and step size of ``cfg.synthesis`` (None there: the training chain's)."""
     g = torch.Generator().manual_seed(seed)
-    n_points = n_points or training_points(cfg)
-    kwargs = chain_settings(cfg, noise, n_points=n_points)
+    n_points = n_points or cfg.train_points
+    sc = cfg.synthesis
+    kwargs = chain_settings(cfg, noise, steps=sc.steps, step_size=sc.step_size, n_points=n_points)
     out = []
     for start in range(0, n, batch_size):
         z = initial_noise(cfg, min(batch_size, n - start), n_points, g)
@@ -193,7 +191,7 @@ def interpolate(model: GenerativePointNet, cfg: PointNetExperiment, seed: int = 
     """Strips (n_pairs, n_steps, N, 3): the noise-free chain along a path between two noises."""
     ic = cfg.interpolation
     g = torch.Generator().manual_seed(seed)
-    n_points = n_points or training_points(cfg)
+    n_points = n_points or cfg.train_points
     kwargs = chain_settings(cfg, noise="none", n_points=n_points)
     strips = []
     for _ in range(ic.n_pairs):

@@ -119,6 +119,17 @@ def test_synthesis_is_seeded_finite_and_clamped(tmp_path):
     assert synthesise(model, cfg, 2, n_points=100, seed=0).shape == (2, 100, 3)
 
 
+def test_synthesis_takes_its_own_chain_length(tmp_path):
+    """``synthesis.steps`` sets the sampling chain (0 steps: the initial noise itself)."""
+    from ebm3d.tasks.pointnet_tasks import initial_noise
+
+    cfg = _cfg(tmp_path, "synthesis.steps=0")
+    z = initial_noise(cfg, 3, 32, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(synthesise(_model(cfg), cfg, 3, seed=5), z)
+    longer = _cfg(tmp_path, "synthesis.steps=8")
+    assert not torch.allclose(synthesise(_model(longer), longer, 3, seed=5), synthesise(_model(cfg), _cfg(tmp_path), 3, seed=5))
+
+
 @needs_pcd
 def test_reconstruction_lowers_the_error_it_optimises(tmp_path):
     cfg = _cfg(tmp_path, "reconstruction.iterations=10", "reconstruction.lr=0.08", "reconstruction.batch_size=2")
