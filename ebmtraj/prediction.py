@@ -145,7 +145,8 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
     starts that would end past the ``deadline``. ``start`` (N,T,2): where the search starts in
     place of ``cfg.init``'s start (its Adam steps still run). Returns ``z`` (N,K,T,2), ``states`` (N,K,T,6),
     ``controls`` (N,K,T,2), ``energy`` and ``cost`` (N,K) as the search evaluated them (NaN
-    where the deadline left no evaluation), ``iterations`` and ``deadline_hit``."""
+    where the deadline left no evaluation), ``iterations``, ``deadline_hit`` and
+    ``seconds_per_row`` (measured seconds of one evaluation per row; None without one)."""
     gen = generator or torch.Generator().manual_seed(cfg.seed)
     n = cond["x0"].shape[0]
     energy = make_energy(cond)
@@ -157,16 +158,17 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
             start = generator_start(model, energy.cond, energy.enc)
     elif cfg.init in ("reference", "mincost") and model.cost.use_neural:
         start = reference_start(model, energy.cond, energy.enc)
-    hit, iters = False, 0
+    hit, iters, spent, evals = False, 0, 0.0, 0
 
     best_e = None
 
     def run(e, z0, k, **kw):
-        nonlocal hit, iters, best_e
+        nonlocal hit, iters, best_e, spent, evals
         g = None if groups is None else groups.repeat_interleave(k) * k + torch.arange(len(z0)) % k
         r = anytime_search(e.energy_and_grad, z0, groups=g, deadline=deadline, generator=gen,
                            expected=seconds_per_row * len(z0), **kw)
-        hit, iters = hit or r.deadline_hit, iters + r.iterations
+        hit, iters, spent = hit or r.deadline_hit, iters + r.iterations, spent + r.seconds
+        evals += r.iterations * len(z0)
         best_e = r.energy
         return r.z
 
@@ -200,7 +202,8 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
     c = e - energy.prior(z)
     view = lambda x: x.view(n, k, *x.shape[1:])
     return {"z": view(z), "states": view(states), "controls": view(u), "energy": view(e),
-            "cost": view(c), "iterations": iters, "deadline_hit": hit}
+            "cost": view(c), "iterations": iters, "deadline_hit": hit,
+            "seconds_per_row": spent / evals if evals else None}
 
 
 def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = False,

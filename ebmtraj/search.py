@@ -125,6 +125,7 @@ class SearchResult:
     energy: torch.Tensor       # (B,) their energies
     iterations: int            # energy evaluations
     deadline_hit: bool
+    seconds: float = 0.0       # spent in the evaluations
 
 
 def group_sum(e: torch.Tensor, groups: torch.Tensor | None) -> torch.Tensor:
@@ -151,7 +152,7 @@ def anytime_search(energy_and_grad, z0: torch.Tensor, *, steps: int, optimiser: 
     z = z0.detach().clone()
     m, v = torch.zeros_like(z), torch.zeros_like(z)
     best_z, best_e = z, torch.full(z.shape[:1], math.inf, dtype=z.dtype)
-    slowest, hit, done = expected, False, 0
+    slowest, hit, done, spent = expected, False, 0, 0.0
     if deadline is not None and time.perf_counter() + expected > deadline:
         return SearchResult(best_z, best_e, 0, True)
     for i in range(steps + 1):
@@ -167,6 +168,7 @@ def anytime_search(energy_and_grad, z0: torch.Tensor, *, steps: int, optimiser: 
         if i == steps:
             break
         now = time.perf_counter()
+        spent += now - t0
         slowest = max(slowest, now - t0)
         if deadline is not None and now + slowest > deadline:
             hit = True
@@ -177,4 +179,4 @@ def anytime_search(energy_and_grad, z0: torch.Tensor, *, steps: int, optimiser: 
             z = z - drift * g
             if noise:
                 z = z + step_size * torch.randn(z.shape, dtype=z.dtype, generator=generator)
-    return SearchResult(best_z, best_e, done, hit)
+    return SearchResult(best_z, best_e, done, hit, spent)

@@ -16,7 +16,7 @@ from ..interaction import pair_index
 from ..model import PredictConfig
 from ..prediction import RowEnergy, search_rows
 from .checkpoint import DT, LoadedModel, load_checkpoint
-from .fallback import constant_velocity, lane_keeping
+from .fallback import constant_velocity, constant_velocity_many, lane_keeping
 from .inputs import LaneSet, build_rows, overlapping, to_world
 from .types import (AgentState, HorizonError, PlannerInputError, Scene, Trajectory,
                     TrajectorySamples)
@@ -155,6 +155,7 @@ class Planner:
         self._memory = None
         self._row_seconds = None     # measured seconds of one energy evaluation per row
         self._tail_seconds = 5e-4    # measured seconds per agent of turning results into plans
+        self._setup_seconds = 1e-3   # measured (x 1.5) seconds per agent of building the inputs
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: PlannerConfig | None = None,
@@ -219,23 +220,22 @@ class Planner:
             deadline -= self._tail_seconds * n
             if self._row_seconds is None:
                 self._row_seconds = self._calibrate(rows.cond, make_energy)
-        t0 = time.perf_counter()
         res = search_rows(self.model, rows.cond, cfg, make_energy=make_energy, deadline=deadline,
                           generator=torch.Generator().manual_seed(seed),
                           seconds_per_row=self._row_seconds or 0.0, **kw)
-        evals = res["iterations"] * res["energy"].numel()
-        if evals:
-            rate = (time.perf_counter() - t0) / evals
+        rate = res["seconds_per_row"]
+        if rate is not None:
             self._row_seconds = max(rate, 0.7 * (self._row_seconds or rate))
         return res
 
     def _calibrate(self, cond: dict, make_energy) -> float:
-        """Seconds per row of one energy evaluation, timed on up to 4 rows (an overestimate)."""
+        """Seconds per row of one energy evaluation, timed on up to 4 rows (x 1.2; an
+        overestimate for more rows, whose fixed costs are shared)."""
         sub = {k: v[:4] for k, v in cond.items() if k not in ("nbr_row", "rel_angle", "rel_shift")}
-        t0 = time.perf_counter()
         energy = RowEnergy(self.model, sub)
+        t0 = time.perf_counter()
         energy.energy_and_grad(torch.zeros(len(sub["x0"]), self.loaded.steps, 2))
-        return 1.5 * (time.perf_counter() - t0) / len(sub["x0"])
+        return 1.2 * (time.perf_counter() - t0) / len(sub["x0"])
 
     def _headways(self, headways: list) -> list | None:
         """The rows' headways when the checkpoint needs virtual leaders (else None)."""
@@ -478,7 +478,12 @@ class Planner:
                 out[i] = self._fallback(states[i], lane_set, reasons[i], n_out, [], t_start, pmode, seed, None)
         if not active:
             return out
+        t_setup = time.perf_counter()
+        if deadline is not None and \
+                t_setup + (self._setup_seconds + self._tail_seconds) * len(active) > deadline:
+            return self._out_of_time(states, active, out, n_out, t_start, pmode, seed)
         rows, groups = self._scene_rows(scene, states, active, lane_set, joint)
+        self._setup_seconds = max(1.5 * (time.perf_counter() - t_setup) / len(active), 0.7 * self._setup_seconds)
         weight = cfg.interaction_weight if joint else 0.0
         make = lambda c: RowEnergy(self.model, c, joint_weight=weight, compile=self.config.compile)
         res = self._search(rows, cfg, make, deadline, seed, groups=groups)
@@ -504,6 +509,20 @@ class Planner:
         elapsed = time.perf_counter() - t_start
         for i in active:
             out[i].elapsed_s = elapsed
+        return out
+
+    def _out_of_time(self, states, active, out, n_out, t_start, mode, seed) -> list[Trajectory]:
+        """Constant-velocity plans for the active agents (policy 'constant_velocity', fallback
+        and flag 'deadline'): the budget does not cover building the model's inputs."""
+        st, u = constant_velocity_many([states[i] for i in active], max(n_out, 1), self.dt,
+                                       self.loaded.cost_config.wheelbase)
+        elapsed = time.perf_counter() - t_start
+        for r, i in enumerate(active):
+            out[i] = Trajectory(t=np.arange(1, len(st[r]) + 1) * self.dt, positions=st[r, :, :2],
+                                headings=st[r, :, 3], speeds=st[r, :, 2], accelerations=st[r, :, 4],
+                                steering=st[r, :, 5], controls=u[r], cost=math.nan, energy=math.nan,
+                                start=states[i], policy="constant_velocity", fallback="deadline",
+                                flags=("deadline",), mode=mode, seed=seed, elapsed_s=elapsed)
         return out
 
     def _scene_rows(self, scene, states, active, lane_set, joint):

@@ -18,13 +18,18 @@ from .types import AgentState
 
 def constant_velocity(state: AgentState, steps: int, dt: float = 0.1, wheelbase: float = 2.7):
     """-> (states (T, 6), controls (T, 2)) in the world frame."""
+    states, u = constant_velocity_many([state], steps, dt, wheelbase)
+    return states[0], u[0]
+
+
+def constant_velocity_many(states: list[AgentState], steps: int, dt: float = 0.1, wheelbase: float = 2.7):
+    """:func:`constant_velocity` of B agents at once -> (states (B, T, 6), controls (B, T, 2))."""
     model = KinematicBicycle(BicycleParams(dt=dt, wheelbase=wheelbase))
-    x0 = torch.as_tensor(state.vector(), dtype=torch.float64)
+    x0 = torch.as_tensor(np.stack([s.vector() for s in states]), dtype=torch.float64)
     a_lat, d_lat = model.latent(x0)[1:]
-    u = torch.zeros(steps, 2, dtype=torch.float64)
-    u[0, 0], u[0, 1] = -a_lat, -d_lat
-    states = model.rollout(x0, u)
-    return states.numpy(), u.numpy()
+    u = torch.zeros(len(states), steps, 2, dtype=torch.float64)
+    u[:, 0, 0], u[:, 0, 1] = -a_lat, -d_lat
+    return model.rollout(x0, u).numpy(), u.numpy()
 
 
 def _point_on(line, s: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ Conventions (every type here follows them):
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class AgentState:
         return np.array([self.x, self.y, self.speed, self.heading, self.accel, self.steering],
                         dtype=np.float64)
 
-    @property
+    @cached_property
     def centre(self) -> np.ndarray:
         """(2,) footprint centre [m]."""
         return np.array([self.x - self.ref * np.cos(self.heading),
