@@ -212,7 +212,9 @@ def cmd_evaluate(args) -> int:
     train = point_subset(points(ds, "train", cfg.data.classes), n_points, g)
     report = generation_report(samples, refs, train, ec, seed=args.seed or 0, log=_log)
     report["settings"].update(ref_split=ec.ref_split, classes=cfg.data.classes,
-                              data_normalisation=cfg.data.normalisation)
+                              data_normalisation=cfg.data.normalisation,
+                              chain_steps=cfg.train.sampler.steps if cfg.synthesis.steps is None else cfg.synthesis.steps,
+                              training_chain_steps=cfg.train.sampler.steps)
     _write_json(cfg.run_dir / "evaluation.json", report)
     if ec.record:
         _record_generation(cfg, report, started)

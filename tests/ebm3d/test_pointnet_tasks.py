@@ -224,10 +224,13 @@ def test_bad_training_input_and_missing_run(tmp_path):
 # ------------------------------------------------------------------ command line
 
 
-def test_cli_end_to_end_on_builtin_chairs(tmp_path, capsys):
+def test_cli_end_to_end_on_builtin_chairs(tmp_path, capsys, monkeypatch):
     from pathlib import Path
 
+    import ebmcore.results
     from ebm3d.cli import main
+
+    monkeypatch.setattr(ebmcore.results, "RESULTS_DIR", tmp_path / "results")
 
     config = Path(__file__).resolve().parents[2] / "configs" / "pointnet_demo.yaml"
     common = [f"out_dir={tmp_path}", "data.n_per_class=10", "data.n_points=64", "data.train_points=32",
@@ -246,8 +249,12 @@ def test_cli_end_to_end_on_builtin_chairs(tmp_path, capsys):
     assert set(load_tensors(run / "reconstruction.pt")) == {"target", "reconstruction", "initial", "z"}
     assert main(["interpolate", str(run), "interpolation.n_steps=3", "--no-open3d"]) == 0
     assert load_tensors(run / "interpolation.pt")["strips"].shape == (3, 3, 32, 3)
-    assert main(["evaluate", str(run), "evaluate.n_ref=2", "evaluate.emd_points=16"]) == 0
+    assert main(["evaluate", str(run), "evaluate.n_ref=2", "evaluate.emd_points=16", "synthesis.steps=2",
+                 "evaluate.record=pointnet_chair"]) == 0
     ev = json.loads((run / "evaluation.json").read_text())
+    recorded = json.loads((tmp_path / "results" / "ebm3d.json").read_text())["pointnet_chair"]
+    assert recorded["one_nna_cd"] == ev["rows"]["model"]["1-NNA-CD"] and 0 <= recorded["cov_cd"] <= 1
+    assert recorded["settings"]["chain_steps"] == 2 and recorded["train_seconds"] == report["train_seconds"]
     assert ev["settings"]["points"] == 32  # the training point count, the only one this network takes
     assert set(ev["rows"]) == {"model", "oracle", "gaussian"}
     assert {"MMD-CD", "COV-EMD", "1-NNA-EMD", "JSD"} <= set(ev["rows"]["model"])
