@@ -103,6 +103,20 @@ def accuracy(planner: Planner, steps_list, split: str = "test") -> dict:
     return out
 
 
+def latency_payload(report: dict) -> dict:
+    """The recorded latency figures [ms, wall] at the checkpoint's own Adam step count: one agent
+    (median, p95), ten agents jointly (median), with the test RMSE at 4 s of that setting."""
+    n = report["search"]["opt_steps"]
+    one, ten = report["one_agent"][n]["planner"], report["ten_agents"][n]["joint_batched"]
+    acc = report.get("accuracy_test_split", {})
+    return {"one_agent_median": one["wall_median_ms"], "one_agent_p95": one["wall_p95_ms"],
+            "ten_agents_median": ten["wall_median_ms"], "one_agent_cpu_median": one["cpu_median_ms"],
+            "opt_steps": n, "init": report["search"]["init"], "threads": report["threads"],
+            "rmse4_at_setting": acc[n]["rmse"][3] if n in acc else None,
+            "rmse4_constant_velocity": acc["constant_velocity"]["rmse"][3] if acc else None,
+            "checkpoint": report["checkpoint"], "load_average": report["load_average_start"]}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint")
@@ -114,7 +128,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--compile", action="store_true",
                     help="the planner evaluates the cost through torch.compile (first call compiles)")
     ap.add_argument("--out", default="benchmarks/out/planner_latency.json")
+    ap.add_argument("--record", action="store_true",
+                    help="record the checkpoint's own step count (latency and, with --accuracy, its "
+                         "RMSE) as section latency_ms of docs/results/ebmtraj.json")
     args = ap.parse_args(argv)
+    started = time.time()
     torch.set_num_threads(args.threads)
     planner = Planner.from_checkpoint(args.checkpoint, PlannerConfig(warm_start=False, compile=args.compile))
     agents, lanes = scene_agents(Path(args.scenario))
@@ -143,6 +161,10 @@ def main(argv=None) -> dict:
         for k, v in report["accuracy_test_split"].items():
             print("accuracy", k, v, flush=True)
     report["load_average_end"] = os.getloadavg()
+    if args.record:
+        from ebmcore.results import record
+
+        record("ebmtraj", "latency_ms", latency_payload(report), started=started)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1))

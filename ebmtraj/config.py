@@ -72,6 +72,8 @@ class EvalConfig:
     eval_every: int = check(50, min=1)            # validation RMSE every N training steps
     multi_agent: bool = True                      # also compare joint vs independent sampling
     min_agents: int = check(2, min=2)             # scenes with at least this many agents
+    # section of docs/results/ebmtraj.json the test evaluation is recorded in (None: not recorded)
+    record: str | None = None
 
 
 @dataclass

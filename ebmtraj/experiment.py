@@ -269,6 +269,7 @@ JOINT_METHODS = ("ebm_joint_opt", "ebm_joint_sample")
 
 def evaluate(cfg: IOCConfig, split: str = "test", methods=None, log=print, tag: str = "") -> dict:
     """Every method on the identical scenes of ``split``; writes eval_<split><tag>.json / .md."""
+    started = time.time()
     scenes, lanes = load_split(cfg, split)
     scenes = subset_scenes(scenes, _pick(scenes["mask"].shape[0], cfg.data.max_test, cfg.seed + 2))
     methods = list(methods or DEFAULT_METHODS)
@@ -293,7 +294,36 @@ def evaluate(cfg: IOCConfig, split: str = "test", methods=None, log=print, tag: 
     result["interaction_weight"] = cfg.predict.interaction_weight
     _write_json(run_dir / f"eval_{split}{tag}.json", result)
     atomic_write(run_dir / f"eval_{split}{tag}.md", lambda p: p.write_text(markdown(result)))
+    if cfg.evaluate.record and split == "test" and not tag:
+        from ebmcore.results import record
+
+        record("ebmtraj", cfg.evaluate.record, results_payload(result, run_dir), started=started)
     return result
+
+
+def results_payload(result: dict, run_dir: Path) -> dict:
+    """The recorded figures of a test evaluation: RMSE at 1-4 s [m] of constant velocity, the
+    LSTM and the minimum-cost EBM-IOC (with its ADE / FDE, the samples' minADE_5 and the share
+    of agents colliding with another predicted agent), the joint minimum-cost prediction, and
+    the validation mean RMSE of the stage-1 model and of the selected one (train_summary.json)."""
+    m = result["methods"]
+    rmse = lambda name: [m[name]["rmse"][h] for h in sorted(m[name]["rmse"])]
+    test = {name: {"rmse": rmse(name)} for name in ("cv", "lstm") if name in m}
+    if "ebm_opt" in m:
+        test["ebm_opt"] = {"rmse": rmse("ebm_opt"), "ade": m["ebm_opt"]["ade"], "fde": m["ebm_opt"]["fde"],
+                           "minade5": m.get("ebm_sample", {}).get("min_ade"),
+                           "collision": m["ebm_opt"]["collision"]["agent"]}
+    if "ebm_joint_opt" in m:
+        test["ebm_joint_opt"] = {"rmse": rmse("ebm_joint_opt"),
+                                 "collision": m["ebm_joint_opt"]["collision"]["agent"]}
+    out = {"test": test, "scenes": result["scenes"], "agents": result["agents"]}
+    path = run_dir / "train_summary.json"
+    if path.is_file():
+        summary = json.loads(path.read_text())
+        hist = {h["step"]: sum(h["rmse"]) / len(h["rmse"]) for h in summary["val_history"]}
+        out["val_mean_rmse"] = {"stage1": hist.get(0), "selected": summary["best_val"],
+                                "selected_step": summary["best_step"]}
+    return out
 
 
 def markdown(result: dict) -> str:
