@@ -150,11 +150,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def load_weights(model: torch.nn.Module, weights: dict, path: str | os.PathLike) -> torch.nn.Module:
-    """``model.load_state_dict(weights)``; CheckpointError naming ``path`` if they do not fit."""
+def load_weights(model, weights: dict, path: str | os.PathLike):
+    """``model.load_state_dict(weights)``; CheckpointError naming ``path`` if they do not fit.
+
+    ``model`` is a module or anything with ``load_state_dict`` (the engine's Trainer).
+    """
     try:
         model.load_state_dict(weights)
-    except (RuntimeError, KeyError, TypeError) as err:
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
         lines = str(err).splitlines()
         detail = lines[1].strip() if len(lines) > 1 else (lines[0] if lines else type(err).__name__)
         raise CheckpointError(f"{path}: a checkpoint of another model or config ({detail})") from None

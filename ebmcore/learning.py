@@ -26,11 +26,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import runs
+
 from . import distributed as dist_utils
 from .chains import make_chains
 from .config import check, save_config, to_dict
 from .errors import ConfigError, DivergenceError
-from .io import load_tensors, save_tensors
+from .io import load_checkpoint, load_weights, save_tensors
+from .progress import progress_bar
 from .sampling import sample, scaled_schedule
 from .tracking import MetricsLogger, plot_curves
 
@@ -52,6 +55,9 @@ class SamplerConfig:
     def validate(self, prefix=""):
         if self.clamp is not None and (len(self.clamp) != 2 or self.clamp[0] >= self.clamp[1]):
             raise ConfigError(f"{prefix}clamp must be [low, high] with low < high, got {self.clamp}")
+        if self.steps > 0 and self.step_size == 0:
+            raise ConfigError(f"{prefix}step_size: 0 with {self.steps} sampler steps never moves the "
+                              "chains; use a step size > 0")
 
 
 @dataclass
@@ -85,6 +91,7 @@ class GuardConfig:
     enabled: bool = True
     max_energy: float = check(1e8, min=0.0)
     max_sample_abs: float = check(1e4, min=0.0)
+    max_loss: float = check(1e9, min=0.0)  # a larger |loss| is divergence even when finite
     max_retries: int = check(5, min=0, max=100)
     shrink: float = check(0.5, min=0.0, max=1.0)
     snapshot_every: int = check(10, min=1)
@@ -225,8 +232,15 @@ class Trainer:
         self.retries = 0
         self.callbacks = list(callbacks or [])
         self.last_samples: torch.Tensor | None = None
+        self.logger: MetricsLogger | None = None
+        if self.rank == 0:  # the run is certain to start: set aside, lock, clean, check the resume
+            saved = full_config if full_config is not None else cfg
+            resume = runs.open_run(self.run_dir, resume=resume, config=to_dict(saved))
+        else:
+            resume = resume and not runs.fresh_requested(self.run_dir)
         if resume and (self.run_dir / CHECKPOINT).exists():
-            self.load_state_dict(load_tensors(self.run_dir / CHECKPOINT))
+            path = self.run_dir / CHECKPOINT
+            load_weights(self, load_checkpoint(path, require=("model", "optimizer", "chains", "rng")), path)
         self._snapshot = copy.deepcopy(self.state_dict())
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -269,12 +283,19 @@ class Trainer:
         return x_syn.detach()
 
     # ----- one step -------------------------------------------------------------
-    def _healthy(self, e_obs, e_syn, x_syn) -> bool:
+    def _unhealthy(self, e_obs, e_syn, x_syn, loss) -> str | None:
+        """Why the guard rejects this minibatch (None: it passes)."""
         g = self.cfg.guard
-        if not (_all_finite([e_obs, e_syn, x_syn])):
-            return False
-        return bool(e_obs.abs().max() < g.max_energy and e_syn.abs().max() < g.max_energy
-                    and x_syn.abs().max() < g.max_sample_abs)
+        if not _all_finite([e_obs, e_syn, x_syn, loss]):
+            return "non-finite energies, samples or loss"
+        energy = float(torch.cat([e_obs.detach().abs().flatten(), e_syn.detach().abs().flatten()]).max())
+        if energy >= g.max_energy:
+            return f"exploding energies: |E| {energy:.3g} above guard.max_energy {g.max_energy:g}"
+        if float(x_syn.abs().max()) >= g.max_sample_abs:
+            return f"exploding samples: |x| {float(x_syn.abs().max()):.3g} above guard.max_sample_abs {g.max_sample_abs:g}"
+        if abs(loss.item()) >= g.max_loss:
+            return f"exploding loss: loss {loss.item():.3g} above guard.max_loss {g.max_loss:g}"
+        return None
 
     def _micro_step(self, index: int) -> tuple[dict, torch.Tensor] | str:
         """Synthesis and analysis on minibatch ``index``; accumulates ``1/micro_batches`` of its
@@ -287,9 +308,9 @@ class Trainer:
         energies = self.net(torch.cat([x_obs, x_syn.to(x_obs.dtype)]), both_cond)
         e_obs, e_syn = energies[: len(x_obs)], energies[len(x_obs):]
         loss = contrastive_loss(e_obs, e_syn, self.cfg.optim.energy_reg)
-        ok = self._healthy(e_obs, e_syn, x_syn) if self.cfg.guard.enabled else True
-        if not dist_utils.all_ok(ok):
-            return "non-finite or exploding energies or samples"
+        reason = self._unhealthy(e_obs, e_syn, x_syn, loss) if self.cfg.guard.enabled else None
+        if not dist_utils.all_ok(reason is None):
+            return reason or "divergence on another process"
         (loss / self.micro_batches).backward()
         return {"loss": loss.item(), "energy_obs": e_obs.mean().item(), "energy_syn": e_syn.mean().item()}, x_syn
 
@@ -326,17 +347,20 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"]}
 
     def _recover(self, reason: str):
+        detected = self.step + 1  # the update that failed
         self.retries += 1
         if self.retries > self.cfg.guard.max_retries:
             raise DivergenceError(
-                f"training diverged at step {self.step} ({reason}); gave up after "
+                f"training diverged at step {detected} ({reason}); gave up after "
                 f"{self.cfg.guard.max_retries} restores with step size shrunk to {self.step_size:g}. "
                 "Lower optim.lr or sampler.step_size, or raise optim.energy_reg.")
         shrunk = self.step_size * self.cfg.guard.shrink
         self.load_state_dict(copy.deepcopy(self._snapshot))
         self.step_size = shrunk
-        tqdm.write(f"divergence guard: {reason} at step {self.step}; restored the last good state, "
-                   f"step size now {self.step_size:g} (retry {self.retries}/{self.cfg.guard.max_retries})")
+        if self.logger is not None:
+            self.logger.rewind(self.step)  # the undone steps' rows go; each step is logged once
+        tqdm.write(f"divergence guard: {reason} detected at step {detected}; restored the state of step "
+                   f"{self.step}, step size now {self.step_size:g} (retry {self.retries}/{self.cfg.guard.max_retries})")
         return None
 
     # ----- state --------------------------------------------------------------
@@ -373,7 +397,8 @@ class Trainer:
         """Train until ``cfg.steps``; returns the last logged metrics."""
         cfg = self.cfg
         logger = MetricsLogger(self.run_dir, cfg.tensorboard, self.step) if self.rank == 0 else None
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress or self.rank != 0,
+        self.logger = logger
+        bar = progress_bar(total=cfg.steps, initial=self.step, disable=not cfg.progress or self.rank != 0,
                    desc=self.run_dir.name, dynamic_ncols=True)
         last: dict = {}
         try:
@@ -397,10 +422,13 @@ class Trainer:
                     cb(self, self.step, metrics)
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
+            if self.rank == 0 and (self.run_dir / "metrics.jsonl").exists():
+                plot_curves(self.run_dir)
         finally:
             bar.close()
             if logger:
                 logger.close()
-        if self.rank == 0 and (self.run_dir / "metrics.jsonl").exists():
-            plot_curves(self.run_dir)
+            self.logger = None
+            if self.rank == 0:
+                runs.unlock_run(self.run_dir)
         return last

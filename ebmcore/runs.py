@@ -44,6 +44,7 @@ NOT_DEFINING = ("workers", "progress", "threads", "device")
 
 _held: dict[Path, int] = {}  # lock file -> open descriptor holding the flock
 _fresh: set[Path] = set()  # run folders to set aside when training starts
+_opened: set[Path] = set()  # run folders this process has trained into (e.g. multigrid levels)
 
 
 def _note(message: str) -> None:
@@ -123,14 +124,21 @@ def _pending_fresh(run_dir: Path) -> Path | None:
     return next((root for root in _fresh if root == run_dir or root in run_dir.parents), None)
 
 
+def fresh_requested(run_dir: str | Path) -> bool:
+    """True while ``run_dir`` (or a folder above it) waits to be set aside by :func:`open_run`."""
+    return _pending_fresh(Path(run_dir).resolve()) is not None
+
+
 def set_aside(run_dir: str | Path) -> Path | None:
     """Rename an existing, non-empty ``run_dir`` to ``<run_dir>.previous-<UTC time>``.
 
-    Refuses (RunFolderError) while another process holds a lock inside it. Returns the new
-    name, or None when there was nothing to set aside.
+    Sub-folders this process has just trained into (the coarser levels of a multigrid run)
+    stay. Refuses (RunFolderError) while another process holds a lock inside it. Returns the
+    new name, or None when there was nothing to set aside.
     """
     run_dir = Path(run_dir).resolve()
-    if not run_dir.is_dir() or not any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+    stays = {run_dir / LOCK_FILE} | {p for p in _opened if p.parent == run_dir}
+    if not run_dir.is_dir() or not any(p not in stays for p in run_dir.iterdir()):
         return None
     for lock in run_dir.rglob(LOCK_FILE):
         if lock not in _held:
@@ -142,6 +150,13 @@ def set_aside(run_dir: str | Path) -> Path | None:
     while aside.exists():
         n += 1
         aside = run_dir.with_name(f"{run_dir.name}.previous-{stamp}-{n}")
+    if len(stays) > 1:  # move the rest entry by entry
+        aside.mkdir()
+        for entry in run_dir.iterdir():
+            if entry not in stays:
+                os.rename(entry, aside / entry.name)
+        _note(f"--fresh: set the previous run aside: {run_dir} -> {aside}")
+        return aside
     held = [p for p in _held if p == run_dir / LOCK_FILE or run_dir in p.parents]
     for lock in held:
         unlock_run(lock.parent)
@@ -215,6 +230,7 @@ def open_run(run_dir: str | Path, *, resume: bool, config: dict | None) -> bool:
         _fresh.discard(root)
         resume = False
     lock_run(run_dir)
+    _opened.add(run_dir)
     try:
         remove_orphans(run_dir)
         if resume and config is not None and (run_dir / CHECKPOINT_FILE).exists():
