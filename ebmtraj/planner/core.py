@@ -219,7 +219,7 @@ class Planner:
         if deadline is not None:
             deadline -= self._tail_seconds * n
             if self._row_seconds is None:
-                self._row_seconds = self._calibrate(rows.cond, make_energy)
+                self._row_seconds = self._calibrate(rows.cond)
         res = search_rows(self.model, rows.cond, cfg, make_energy=make_energy, deadline=deadline,
                           generator=torch.Generator().manual_seed(seed),
                           seconds_per_row=self._row_seconds or 0.0, **kw)
@@ -228,7 +228,7 @@ class Planner:
             self._row_seconds = max(rate, 0.7 * (self._row_seconds or rate))
         return res
 
-    def _calibrate(self, cond: dict, make_energy) -> float:
+    def _calibrate(self, cond: dict) -> float:
         """Seconds per row of one energy evaluation, timed on up to 4 rows (x 1.2; an
         overestimate for more rows, whose fixed costs are shared)."""
         sub = {k: v[:4] for k, v in cond.items() if k not in ("nbr_row", "rel_angle", "rel_shift")}
