@@ -136,7 +136,7 @@ def synthesise(run_dir, n: int | None = None, steps: int | None = None, seed: in
 
     The ConvNets are fully convolutional, so ``size`` may exceed the training size (a texture
     grows beyond the observed patch). Images also get ``synthesis_beside_observed.png``: the
-    observed texture and the first sample side by side at the same pixel scale.
+    observed texture and the first sample side by side at the same pixel scale, enlarged 2x.
     """
     if size is not None and not 8 <= size <= 2048:
         raise ConfigError(f"--size: {size} is outside 8..2048 pixels")
@@ -150,8 +150,9 @@ def synthesise(run_dir, n: int | None = None, steps: int | None = None, seed: in
                  noise=scaled_schedule(s.noise, s.noise_scale))
     save_tensors({"samples": x}, Path(run_dir) / "synthesis.pt")
     save_pattern(x, Path(run_dir) / "synthesis")
-    if cfg.kind == "image":
-        save_grid(beside(to_unit(observed), to_unit(x[:1])), Path(run_dir) / "synthesis_beside_observed.png")
+    if cfg.kind == "image":  # shown at twice the pixel size, both at the same scale
+        pair = torch.nn.functional.interpolate(beside(to_unit(observed), to_unit(x[:1])), scale_factor=2)
+        save_grid(pair, Path(run_dir) / "synthesis_beside_observed.png")
     return x
 
 

@@ -213,3 +213,17 @@ def test_progress_bar_in_a_log_writes_a_few_lines_not_every_update(tmp_path, cap
     err = capsys.readouterr().err
     redraws = err.count("\r") + err.count("\n")
     assert "150/150" in err and redraws <= 4, err
+
+
+# ---------------------------------------------------------------- the demo's pictures
+
+
+def test_sample_grows_the_texture_and_shows_it_beside_the_observed_one(tmp_path):
+    import imageio.v3 as iio
+
+    cfg = _texture_config(tmp_path)
+    assert cli.main(["train", str(cfg)]) == 0
+    assert cli.main(["sample", str(tmp_path / "run"), "--n", "1", "--size", "64", "--steps", "2"]) == 0
+    picture = iio.imread(tmp_path / "run" / "synthesis_beside_observed.png")
+    assert picture.shape[:2] == (2 * 64 + 4, 2 * (16 + 8 + 64) + 4)  # 16 px, gap 8, 64 px; 2x; 2 px frame
+    assert iio.imread(tmp_path / "run" / "synthesis.png").shape[:2] == (64 + 4, 64 + 4)
