@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ebmcore.progress import progress_bar as tqdm  # one log line every 10 s when not a terminal
 
 from ebmcore.errors import ConfigError
 from ebmcore.io import atomic_write, load_tensors, save_tensors
