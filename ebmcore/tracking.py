@@ -50,9 +50,14 @@ class MetricsLogger:
 
     def log(self, step: int, metrics: dict) -> None:
         row = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
-        self._write_csv(row)
-        with open(self.json_path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        try:
+            self._write_csv(row)
+            with open(self.json_path, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        except OSError as err:  # a full disk: name the file (a cut row is dropped at the next resume)
+            if err.filename is None:
+                raise OSError(err.errno, err.strerror, str(self.dir / "metrics.*")) from err
+            raise
         if self.writer is not None:
             for key, value in row.items():
                 if key != "step":
@@ -64,8 +69,16 @@ class MetricsLogger:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """Rows of a ``metrics.jsonl`` file."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """Rows of a ``metrics.jsonl`` file; a last row cut short (a kill, a full disk) is dropped."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise
+    return rows
 
 
 def plot_curves(run_dir: str | Path, keys: list[str] | None = None) -> Path:

@@ -227,3 +227,12 @@ def test_sample_grows_the_texture_and_shows_it_beside_the_observed_one(tmp_path)
     picture = iio.imread(tmp_path / "run" / "synthesis_beside_observed.png")
     assert picture.shape[:2] == (2 * 64 + 4, 2 * (16 + 8 + 64) + 4)  # 16 px, gap 8, 64 px; 2x; 2 px frame
     assert iio.imread(tmp_path / "run" / "synthesis.png").shape[:2] == (64 + 4, 64 + 4)
+
+
+def test_a_metrics_row_cut_short_by_a_kill_or_full_disk_is_dropped_at_resume(tmp_path):
+    make_trainer(tmp_path, toy_config(steps=5, ckpt_every=5)).fit()
+    with open(tmp_path / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 6, "loss": 0.1')  # the write a full disk cut short
+    make_trainer(tmp_path, toy_config(steps=7, ckpt_every=5)).fit()
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == list(range(1, 8))
+    assert _steps(tmp_path) == list(range(1, 8))
