@@ -1,12 +1,10 @@
 """Bad configs get errors naming the key; loading refuses pickled objects; extraction stays inside."""
 import io
-import pickle
 import tarfile
 import zipfile
 
 import pytest
 import torch
-import yaml
 
 from ebmcore.config import load_config, save_config
 from ebmcore.errors import CheckpointError, ConfigError
