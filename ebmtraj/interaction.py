@@ -36,6 +36,16 @@ def overlap_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, li
     return (over.sum((2, 3, 4)) * live.to(over.dtype)).sum(1)
 
 
+def disc_contact(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live) -> torch.Tensor:
+    """(N,) bool: rows whose covering discs (:func:`discs`) touch a live neighbour's at some step
+    (a conservative test of rectangle overlap)."""
+    pa, ra = discs(centre, heading, size)
+    pb, rb = discs(nbr_centre, nbr_heading, nbr_size)
+    diff = pa[:, None, :, :, None, :] - pb[:, :, :, None, :, :]      # (N,M,T,n,n,2)
+    touch = (diff * diff).sum(-1) < ((ra[:, None] + rb) ** 2)[..., None, None, None]
+    return (touch.flatten(2).any(-1) & live).any(1)
+
+
 def order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order,
                   margin: float = 2.0) -> torch.Tensor:
     """Same-lane gap keeping between each row's vehicle and its live neighbours, (N,).

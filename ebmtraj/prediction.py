@@ -30,7 +30,7 @@ import torch
 from ebmcore.errors import DataError
 
 from .cost import IOCEnergy
-from .interaction import footprint, live_neighbours, pair_index, pair_penalty
+from .interaction import disc_contact, footprint, live_neighbours, pair_index, pair_penalty
 from .model import PredictConfig
 from .search import anytime_search, clip_rows, generator_start, reference_start
 
@@ -216,7 +216,9 @@ def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = F
     ``scene``, with ``agent`` and ``nbr_agent``; chunks never split a scene), weight
     ``cfg.interaction_weight``, order gap ``cfg.pair_gap``; with ``cfg.joint_start`` =
     'independent' its search starts at the independent minimum-cost controls and runs
-    ``cfg.joint_steps`` Adam steps on the joint energy (a repair of the independent plans)."""
+    ``cfg.joint_steps`` Adam steps on the joint energy, and (mode 'adam') only scenes where the
+    independent plans bring two vehicles into contact (:func:`scene_contact`) take the joint
+    result: a repair of the independent plans that leaves the others as they are."""
     model.eval()
     if joint and "nbr_row" not in cond:
         cond = dict(cond, **pair_index(cond["scene"], cond["agent"], cond["nbr_agent"], cond["origin"]))
@@ -236,14 +238,30 @@ def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = F
         if joint and cfg.joint_start == "independent":
             indep = lambda cc: RowEnergy(model, cc, compile=compile)
             solo = replace(cfg, mode="adam", samples=1)
-            start = search_rows(model, c, solo, make_energy=indep, generator=gen, deadline=deadline)["z"][:, 0]
+            alone = search_rows(model, c, solo, make_energy=indep, generator=gen, deadline=deadline)
+            start = alone["z"][:, 0]
             ccfg = replace(cfg, opt_steps=cfg.opt_steps if cfg.joint_steps is None else cfg.joint_steps)
-        parts.append(search_rows(model, c, ccfg, make_energy=make, groups=groups, generator=gen,
-                                 deadline=deadline, start=start))
+        res = search_rows(model, c, ccfg, make_energy=make, groups=groups, generator=gen,
+                          deadline=deadline, start=start)
+        if start is not None and cfg.mode == "adam":
+            keep = ~scene_contact(alone["states"][:, 0], c, groups)
+            for key in ("z", "states", "controls", "energy", "cost"):
+                res[key] = torch.where(keep.view(-1, *[1] * (res[key].dim() - 1)), alone[key], res[key])
+        parts.append(res)
         hit = hit or parts[-1]["deadline_hit"]
     out = {key: torch.cat([p[key] for p in parts]) for key in ("z", "states", "controls", "energy", "cost")}
     out["deadline_hit"] = hit
     return out
+
+
+def scene_contact(states: torch.Tensor, cond: dict, groups: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: rows of scenes (``groups`` (N,)) where some row's states (N,T,6) bring its
+    covering discs into contact with another row's (live slots of ``cond``)."""
+    centre, psi = footprint(states, cond["ref"])
+    nbr_pos, _, nbr_head, live = live_neighbours(cond, centre, psi, states[..., 2])
+    hit = disc_contact(centre, psi, cond["size"], nbr_pos, nbr_head, cond["nbr_size"], live)
+    per_scene = torch.zeros(int(groups.max()) + 1, dtype=torch.int64).index_add_(0, groups, hit.long())
+    return per_scene[groups] > 0
 
 
 def predict_joint(model: IOCEnergy, cond: dict, cfg: PredictConfig, **kw) -> dict[str, torch.Tensor]:

@@ -87,6 +87,11 @@ def test_joint_repair_of_independent_plans_removes_the_collision():
         hits[name] = collision_rate(pos, head, size)["scene"]
         gaps[name] = float((pos[:, 1] - pos[:, 0]).norm(dim=-1).min())
     assert hits["independent"] == 1.0 and hits["repair"] == 0.0, (hits, gaps)
+    # a scene whose independent plans keep apart (the follower slower) keeps them exactly
+    calm = _encounter(v_follow=8.0, v_lead=15.0)
+    calm["nominal"] = model.nominal(calm)
+    repair = ioc.PredictConfig(**{**pc.__dict__, "joint_start": "independent", "joint_steps": 30})
+    assert torch.equal(ioc.predict_joint(model, calm, repair)["z"], ioc.predict(model, calm, pc)["z"])
 
 
 def test_config_switches_are_checked(tmp_path):
