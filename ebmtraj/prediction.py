@@ -232,26 +232,43 @@ def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = F
         if joint:
             c["nbr_row"] = torch.where(c["nbr_row"] >= 0, c["nbr_row"] - sl.start, c["nbr_row"])
             groups = torch.unique(cond["scene"][sl], return_inverse=True)[1]
-        make = lambda cc: RowEnergy(model, cc, joint_weight=cfg.interaction_weight if joint else 0.0,
-                                    compile=compile, gap=cfg.pair_gap)
-        start, ccfg = None, cfg
-        if joint and cfg.joint_start == "independent":
-            indep = lambda cc: RowEnergy(model, cc, compile=compile)
-            solo = replace(cfg, mode="adam", samples=1)
-            alone = search_rows(model, c, solo, make_energy=indep, generator=gen, deadline=deadline)
-            start = alone["z"][:, 0]
-            ccfg = replace(cfg, opt_steps=cfg.opt_steps if cfg.joint_steps is None else cfg.joint_steps)
-        res = search_rows(model, c, ccfg, make_energy=make, groups=groups, generator=gen,
-                          deadline=deadline, start=start)
-        if start is not None and cfg.mode == "adam":
-            keep = ~scene_contact(alone["states"][:, 0], c, groups)
-            for key in ("z", "states", "controls", "energy", "cost"):
-                res[key] = torch.where(keep.view(-1, *[1] * (res[key].dim() - 1)), alone[key], res[key])
+        res = predict_rows(model, c, cfg, joint=joint, groups=groups, generator=gen,
+                           deadline=deadline, compile=compile)
         parts.append(res)
         hit = hit or parts[-1]["deadline_hit"]
     out = {key: torch.cat([p[key] for p in parts]) for key in ("z", "states", "controls", "energy", "cost")}
     out["deadline_hit"] = hit
     return out
+
+
+def predict_rows(model: IOCEnergy, c: dict, cfg: PredictConfig, *, joint: bool = False,
+                 groups: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                 deadline: float | None = None, compile: bool = False, fixed_weight: float = 0.0,
+                 margin: float = 0.0, **search_kw) -> dict:
+    """The prediction of ``cfg`` for one batch of rows ``c`` (a chunk of :func:`predict`, or
+    the planner's rows): :func:`search_rows` on the row energy, with the joint repair of
+    ``cfg.joint_start = 'independent'`` (see :func:`predict`). ``joint``: rows carry live slots
+    (``nbr_row`` ...) and ``groups`` their scenes; ``fixed_weight`` / ``margin``: pair terms
+    against fixed neighbours (planning one vehicle); ``search_kw``: more :func:`search_rows`
+    arguments (``extra_starts``, ``chains``, ``seconds_per_row``). Returns its dict."""
+    make = lambda cc: RowEnergy(model, cc, joint_weight=cfg.interaction_weight if joint else 0.0,
+                                fixed_weight=fixed_weight, margin=margin, compile=compile,
+                                gap=cfg.pair_gap)
+    start, ccfg = None, cfg
+    if joint and cfg.joint_start == "independent":
+        indep = lambda cc: RowEnergy(model, cc, compile=compile)
+        solo = replace(cfg, mode="adam", samples=1)
+        alone = search_rows(model, c, solo, make_energy=indep, generator=generator, deadline=deadline,
+                            seconds_per_row=search_kw.get("seconds_per_row", 0.0))
+        start = alone["z"][:, 0]
+        ccfg = replace(cfg, opt_steps=cfg.opt_steps if cfg.joint_steps is None else cfg.joint_steps)
+    res = search_rows(model, c, ccfg, make_energy=make, groups=groups, generator=generator,
+                      deadline=deadline, start=start, **search_kw)
+    if start is not None and cfg.mode == "adam":
+        keep = ~scene_contact(alone["states"][:, 0], c, groups)
+        for key in ("z", "states", "controls", "energy", "cost"):
+            res[key] = torch.where(keep.view(-1, *[1] * (res[key].dim() - 1)), alone[key], res[key])
+    return res
 
 
 def scene_contact(states: torch.Tensor, cond: dict, groups: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 
 from ..interaction import pair_index
 from ..model import PredictConfig
-from ..prediction import RowEnergy, search_rows
+from ..prediction import RowEnergy, predict_rows
 from .checkpoint import DT, LoadedModel, load_checkpoint
 from .fallback import constant_velocity, constant_velocity_many, lane_keeping
 from .inputs import LaneSet, build_rows, overlapping, to_world
@@ -210,8 +210,9 @@ class Planner:
         budget = time_budget if time_budget is not None else self.config.time_budget
         return None if budget is None else t_start + budget
 
-    def _search(self, rows, cfg: PredictConfig, make_energy, deadline, seed: int, **kw) -> dict:
-        """:func:`ebmtraj.prediction.search_rows` on ``rows``, keeping time for the output: the
+    def _search(self, rows, cfg: PredictConfig, deadline, seed: int, **kw) -> dict:
+        """:func:`ebmtraj.prediction.predict_rows` (training's prediction of one batch of rows) on
+        ``rows``, keeping time for the output: the
         search ends by ``deadline`` minus the expected time of building the plans, and starts
         no evaluation expected to end after that (the time per row is measured on earlier
         calls; on the first call with a deadline, on a few rows)."""
@@ -220,9 +221,9 @@ class Planner:
             deadline -= self._tail_seconds * n
             if self._row_seconds is None:
                 self._row_seconds = self._calibrate(rows.cond)
-        res = search_rows(self.model, rows.cond, cfg, make_energy=make_energy, deadline=deadline,
-                          generator=torch.Generator().manual_seed(seed),
-                          seconds_per_row=self._row_seconds or 0.0, **kw)
+        res = predict_rows(self.model, rows.cond, cfg, deadline=deadline, compile=self.config.compile,
+                           generator=torch.Generator().manual_seed(seed),
+                           seconds_per_row=self._row_seconds or 0.0, **kw)
         rate = res["seconds_per_row"]
         if rate is not None:
             self._row_seconds = max(rate, 0.7 * (self._row_seconds or rate))
@@ -325,13 +326,9 @@ class Planner:
             warm = self._shifted(memory, timestamp, rows.cond["x0"]) if memory is not None else None
             if warm is not None:
                 flags.append("warm_start")
-        weight = cfg.interaction_weight if self.config.interaction else 0.0
-
-        def make_energy(c):
-            return RowEnergy(self.model, c, fixed_weight=weight, margin=self.config.safety_margin,
-                             compile=self.config.compile)
-
-        res = self._search(rows, cfg, make_energy, deadline, seed,
+        res = self._search(rows, cfg, deadline, seed,
+                           fixed_weight=cfg.interaction_weight if self.config.interaction else 0.0,
+                           margin=self.config.safety_margin,
                            extra_starts=None if warm is None else warm[:, None],
                            chains=cfg.samples if pmode == "min_cost" else 1)
         if res["deadline_hit"]:
@@ -484,9 +481,7 @@ class Planner:
             return self._out_of_time(states, active, out, n_out, t_start, pmode, seed)
         rows, groups = self._scene_rows(scene, states, active, lane_set, joint)
         self._setup_seconds = max(1.5 * (time.perf_counter() - t_setup) / len(active), 0.7 * self._setup_seconds)
-        weight = cfg.interaction_weight if joint else 0.0
-        make = lambda c: RowEnergy(self.model, c, joint_weight=weight, compile=self.config.compile)
-        res = self._search(rows, cfg, make, deadline, seed, groups=groups)
+        res = self._search(rows, cfg, deadline, seed, joint=joint, groups=groups)
         e = res["energy"]
         best = int(torch.argmin(e.nan_to_num(math.inf).sum(0)))         # lowest joint energy of K
         t_tail = time.perf_counter()

@@ -22,12 +22,15 @@ PCFG = PredictConfig(mode="sample", samples=3, steps=6, step_size=0.15, init="mi
                      init_std=0.1, opt_steps=8, adam_lr=0.05, interaction_weight=10.0)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def save_checkpoint(folder, pcfg: PredictConfig = PCFG):
     torch.manual_seed(3)
     model = build_model(ModelConfig(), 10, 40)
-    config = {"model": asdict(ModelConfig()), "predict": asdict(PCFG)}
-    return save_model(model, tmp_path_factory.mktemp("parity") / "model.pt", config)
+    return save_model(model, folder / "model.pt", {"model": asdict(ModelConfig()), "predict": asdict(pcfg)})
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_checkpoint(tmp_path_factory.mktemp("parity"))
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +85,15 @@ def test_single_min_cost_and_samples_parity(checkpoint, world):
     assert np.abs(sampled.samples.positions - ref[0]).max() < 1e-4
 
 
-def test_joint_min_cost_and_samples_parity(checkpoint, world):
+@pytest.mark.parametrize("joint_start", ["reference", "independent"])
+def test_joint_min_cost_and_samples_parity(tmp_path, world, joint_start):
+    """Joint prediction, also as a repair of the independent plans (joint_start 'independent')."""
     scenes, lanes = world
+    pcfg = replace(PCFG, joint_start=joint_start, joint_steps=4)
+    checkpoint = save_checkpoint(tmp_path, pcfg)
     planner = Planner.from_checkpoint(checkpoint)
     scene = Scene(live_agents(scenes, wrong_controls=True), lanes)
-    for cfg, mode in ((replace(PCFG, mode="adam", samples=1), "min_cost"), (PCFG, "sample")):
+    for cfg, mode in ((replace(pcfg, mode="adam", samples=1), "min_cost"), (pcfg, "sample")):
         ref, energy = training_side(checkpoint, scenes, lanes, cfg, rows="all", joint=True)
         best = int(torch.argmin(energy.sum(0)))              # the copy with the lowest joint energy
         plans = planner.predict(scene, mode=mode)
