@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ebmcore.errors import ConfigError
+
 from ..prediction import row_forward
 from ..search import adam_update, clip_rows, solve_start, straight_jacobians
 from .core import Planner, as_state
@@ -136,6 +138,9 @@ def export_planner(planner: Planner, path: str | Path, *, chains: int = 1, neigh
     ``example``: optional (ego, history, neighbours, lanes) to trace with (default: a straight
     two-lane road)."""
     loaded = planner.loaded
+    if loaded.search.init == "generator":
+        raise ConfigError(f"{loaded.path}: predict.init = 'generator' (a learned start network) is "
+                          f"not exported; the export starts at the closed-form or nominal start")
     cond = _example_cond(planner, neighbours, example)
     cond = {k: v.repeat((chains,) + (1,) * (v.dim() - 1)) for k, v in cond.items()}
     graph = _CostGraph(loaded.model).eval()

@@ -142,3 +142,12 @@ def test_order_penalty_parity_keeps_a_close_pair_apart(checkpoint, side):
             pos = np.stack([p.positions for p in planner.predict(Scene(live_agents(scenes), lanes))])
         gaps[w] = final_gap(pos)
     assert gaps[0.0] < -5.0 and gaps[10.0] > gaps[0.0] + 3.0, gaps
+
+
+def test_export_refuses_a_start_it_does_not_implement(tmp_path):
+    from ebmcore.errors import ConfigError
+    from ebmtraj.planner.export import export_planner
+
+    planner = Planner.from_checkpoint(save_checkpoint(tmp_path, replace(PCFG, init="generator")))
+    with pytest.raises(ConfigError, match="generator"):
+        export_planner(planner, tmp_path / "planner.ts")
