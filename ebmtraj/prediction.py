@@ -146,7 +146,8 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
     place of ``cfg.init``'s start (its Adam steps still run). Returns ``z`` (N,K,T,2), ``states`` (N,K,T,6),
     ``controls`` (N,K,T,2), ``energy`` and ``cost`` (N,K) as the search evaluated them (NaN
     where the deadline left no evaluation), ``iterations``, ``deadline_hit`` and
-    ``seconds_per_row`` (measured seconds of one evaluation per row; None without one)."""
+    ``seconds_per_row`` (measured seconds of one evaluation per row; None without one) and
+    ``search_seconds`` (spent in evaluations)."""
     gen = generator or torch.Generator().manual_seed(cfg.seed)
     n = cond["x0"].shape[0]
     energy = make_energy(cond)
@@ -203,7 +204,7 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
     view = lambda x: x.view(n, k, *x.shape[1:])
     return {"z": view(z), "states": view(states), "controls": view(u), "energy": view(e),
             "cost": view(c), "iterations": iters, "deadline_hit": hit,
-            "seconds_per_row": spent / evals if evals else None}
+            "seconds_per_row": spent / evals if evals else None, "search_seconds": spent}
 
 
 def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = False,

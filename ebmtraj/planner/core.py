@@ -155,7 +155,8 @@ class Planner:
         self._memory = None
         self._row_seconds = None     # measured seconds of one energy evaluation per row
         self._tail_seconds = 5e-4    # measured seconds per agent of turning results into plans
-        self._setup_seconds = 1e-3   # measured (x 1.5) seconds per agent of building the inputs
+        self._overhead_seconds = 1e-3  # measured (x 1.2) seconds per agent of a predict() call
+        #                                besides its evaluations: inputs, start, output
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: PlannerConfig | None = None,
@@ -476,11 +477,9 @@ class Planner:
         if not active:
             return out
         t_setup = time.perf_counter()
-        if deadline is not None and \
-                t_setup + (self._setup_seconds + self._tail_seconds) * len(active) > deadline:
+        if deadline is not None and t_setup + self._overhead_seconds * len(active) > deadline:
             return self._out_of_time(states, active, out, n_out, t_start, pmode, seed)
         rows, groups = self._scene_rows(scene, states, active, lane_set, joint)
-        self._setup_seconds = max(1.5 * (time.perf_counter() - t_setup) / len(active), 0.7 * self._setup_seconds)
         res = self._search(rows, cfg, deadline, seed, joint=joint, groups=groups)
         e = res["energy"]
         best = int(torch.argmin(e.nan_to_num(math.inf).sum(0)))         # lowest joint energy of K
@@ -501,6 +500,8 @@ class Planner:
             traj.flags = tuple(flags + (["history_padded"] if rows.padded[r] else []))
             out[i] = traj
         self._tail_seconds = max((time.perf_counter() - t_tail) / len(active), 0.7 * self._tail_seconds)
+        overhead = (time.perf_counter() - t_setup - res["search_seconds"]) / len(active)
+        self._overhead_seconds = max(1.2 * overhead, 0.7 * self._overhead_seconds)
         elapsed = time.perf_counter() - t_start
         for i in active:
             out[i].elapsed_s = elapsed
@@ -508,7 +509,8 @@ class Planner:
 
     def _out_of_time(self, states, active, out, n_out, t_start, mode, seed) -> list[Trajectory]:
         """Constant-velocity plans for the active agents (policy 'constant_velocity', fallback
-        and flag 'deadline'): the budget does not cover building the model's inputs."""
+        and flag 'deadline'): the budget does not cover what a call does besides evaluating the
+        model (inputs, start, output; per agent, measured on earlier calls)."""
         st, u = constant_velocity_many([states[i] for i in active], max(n_out, 1), self.dt,
                                        self.loaded.cost_config.wheelbase)
         elapsed = time.perf_counter() - t_start
