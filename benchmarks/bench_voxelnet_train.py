@@ -49,7 +49,10 @@ def measure(name: str, batch: int, langevin: int, iters: int, threads: int, devi
     from ebm3d.config import load_experiment
     from ebm3d.tasks.training import VoxelTrainer, build_model, effective_train_config
 
+    # one optimiser step per minibatch, one chain per shape: the cost of a minibatch (the official
+    # bookkeeping of the paper config takes one step per pass over the data)
     cfg = load_experiment(CONFIGS[name], [f"train.batch_size={batch}", f"train.sampler.steps={langevin}",
+                                         "algorithm.bookkeeping=minibatch", "train.chains.per_batch=null",
                                          "train.tensorboard=false", "train.progress=false",
                                          f"train.chains.num_chains={max(batch, 64)}", f"train.device={device}"])
     config_langevin = load_experiment(CONFIGS[name]).train.sampler.steps
