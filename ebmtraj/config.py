@@ -3,7 +3,7 @@
 Sections: ``data`` (which prepared dataset and how much of it), ``inputs`` (how scenes become
 the cost's tensors, :class:`ebmtraj.cost_inputs.InputConfig`), ``model`` (the cost,
 :class:`ebmtraj.ioc.ModelConfig`), ``pretrain`` (exact maximum likelihood of the neural term),
-``train`` (analysis by synthesis, :class:`ebmcore.learning.TrainConfig`), ``predict``
+``train`` (analysis by synthesis, :class:`ebmcore.training_config.TrainConfig`), ``predict``
 (:class:`ebmtraj.ioc.PredictConfig`), ``evaluate`` and ``lstm`` (the learned baseline). Load with
 :func:`load` (YAML + ``key.sub=value`` overrides; unknown keys and absurd values raise
 :class:`ebmcore.errors.ConfigError` naming the key).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ebmcore.config import check, load_config
 from ebmcore.errors import ConfigError
-from ebmcore.learning import TrainConfig
+from ebmcore.training_config import TrainConfig
 from ebmcore.paths import cache_root
 
 from .cost_inputs import InputConfig
