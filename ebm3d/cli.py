@@ -197,7 +197,9 @@ def cmd_recover(args) -> int:
     truth = config_grids(cfg.data, ds, cfg.recovery.split)[: cfg.recovery.n_examples]
     train = config_grids(cfg.data, ds, "train")
     kinds = ["random", "region"] if args.corruption == "both" else [args.corruption]
-    out = run_recovery(cfg, models[-1], truth, train, kinds, args.seed or 0, cfg.run_dir, not args.no_open3d)
+    rec_cfg, model = _dedicated_recovery_model(cfg, train) if cfg.recovery.dedicated else (cfg, models[-1])
+    out = run_recovery(rec_cfg, model, truth, train, kinds, args.seed or 0, cfg.run_dir, not args.no_open3d)
+    out["recovery_model"] = str(rec_cfg.run_dir)
     _json(cfg.run_dir / "recovery.json", out)
     _print(out)
     return 0
