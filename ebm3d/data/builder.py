@@ -288,7 +288,7 @@ def assemble(name: str, root: Path, classes: list[str], entries: list[Entry], sk
                         f"({len(skipped)} skipped; first: {skipped[:1]})")
     empty = {c: sum(s["file"].startswith(f"{c}/") for s in skipped) for c in classes
              if not any(e.cls == c for e, _ in kept)}
-    classes = [c for c in classes if c not in empty]
+    # the class list stays that of the folders, so labels agree with torch_geometric's ModelNet
     labels = np.array([classes.index(e.cls) for e, _ in kept], dtype=np.int64)
     split = np.array([SPLITS[e.split] for e, _ in kept], dtype=np.int8)
     split = carve_validation(labels, split, [e.group for e, _ in kept], options.val_fraction, options.seed)

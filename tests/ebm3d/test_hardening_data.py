@@ -49,7 +49,7 @@ def test_class_folder_with_only_bad_files_is_reported(tmp_path, capsys):
         (root / "junk" / split).mkdir(parents=True)
         (root / "junk" / split / "junk_1.off").write_text("OFF\n8 6 0\n0 0 0\n")  # truncated
     ds = build_shapes(root, BuildOptions(resolutions=(8,), n_points=0, val_fraction=0.0))
-    assert ds.classes == ["box"]
+    assert ds.classes == ["box", "junk"] and set(ds.labels.tolist()) == {0}
     assert ds.manifest["empty_classes"] == {"junk": 2}
     note = capsys.readouterr().err
     assert "class folders with no usable file: junk (2 bad)" in note and "manifest.json" in note
