@@ -92,6 +92,7 @@ def measure(name: str, config: Path, batch: int | None, langevin: int | None, po
         "clouds_per_s_at_config_langevin": round(1.0 / (per_cloud_pass * (base.train.sampler.steps + 2)), 3),
         "gflop_per_step": round(flops / 1e9, 3), "gflops": round(flops / per_step / 1e9, 2),
         "peak_rss_mb": round(_rss_mb(), 1), "peak_rss_rise_mb": round(_rss_mb() - rss_before, 1),
+        "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.startswith("cuda") else None,
     }
 
 

@@ -87,6 +87,7 @@ def measure(name: str, batch: int, langevin: int, iters: int, threads: int, devi
         "gflop_per_forward": round(fwd / 1e9, 4), "gflop_per_step": round(flops / 1e9, 2),
         "gflops": round(flops / per_step / 1e9, 2),
         "peak_rss_mb": round(_rss_mb(), 1), "peak_rss_rise_mb": round(_rss_mb() - rss_before, 1),
+        "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.startswith("cuda") else None,
     }
 
 
