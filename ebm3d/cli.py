@@ -1,327 +1,139 @@
-"""``ebm3d``: train and use generative VoxelNets from the command line.
+"""``ebm3d``: every command of every registered shape model (:mod:`ebm3d.registry`).
 
-    ebm3d train CONFIG [key=value ...] [--record SECTION]
-                                               train (resuming a run) and write samples or the
-                                               classification report, per the config's task;
-                                               --record also evaluates on the test split (samples,
-                                               70 % recovery, super-resolution; or trained against
-                                               untrained features) into docs/results/ebm3d.json
-    ebm3d sample RUN [--n N] [key=value ...]   fresh samples from a trained run (multigrid when
-                                               the run has levels)
-    ebm3d recover RUN [--corruption random|region|both] [key=value ...]
-    ebm3d superres RUN [key=value ...]
-    ebm3d classify CONFIG [key=value ...]      train on all classes, linear classifier on features
-    ebm3d evaluate RUN [--samples FILE]        inception score (training the reference classifier
-                                               on first use) and nearest training neighbours
-    ebm3d view TARGET [--png out.png]          the Open3D viewer (ebm3d.viz)
+    ebm3d train CONFIG [key=value ...]     train (resuming) and write the task's results
+    ebm3d classify CONFIG [key=value ...]  one model on all classes + a classifier on its features
+    ebm3d sample RUN / ebm3d evaluate RUN  fresh samples; the model's sample metrics
+    ebm3d recover RUN / superres RUN       VoxelNet: recovery; super-resolution
+    ebm3d reconstruct RUN / interpolate RUN / robustness RUN
+                                           PointNet: reconstruction; interpolation; robustness curves
+    ebm3d view TARGET [--png out.png]      the Open3D viewer (ebm3d.viz)
 
-``key=value`` overrides any config key (``train.steps=100``, ``recovery.ratio=0.5``); for the
-commands taking a RUN they apply to the run's saved config. Every command takes ``--seed``.
+A command that several models answer goes to the model that its CONFIG file or RUN folder's
+``config.yaml`` names (``model: {name: pointnet}``; no name: VoxelNet). ``key=value`` overrides
+any config key, anywhere after the command; every command takes ``--seed`` and ``--no-open3d``.
+Each model's commands and options are documented in its module under :mod:`ebm3d.commands`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from pathlib import Path
 
 import torch
 
 from ebmcore.cli_errors import cli_main, parse_with_overrides
-from ebmcore.errors import ConfigError, DataError, DivergenceError
-from ebmcore.io import atomic_write, load_tensors, save_tensors
+from ebmcore.errors import ConfigError
+
+from ebm3d import registry
 
 
-def _json(path: Path, obj: dict) -> None:
-    text = json.dumps(obj, indent=2)
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+def _common(p: argparse.ArgumentParser, target: str) -> None:
+    """The arguments every command takes."""
+    p.add_argument(target, help="an experiment YAML" if target == "config" else "a run folder (runs/<name>)")
+    p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--no-open3d", action="store_true", help="skip the Open3D PNG renders")
 
 
-def _print(obj: dict) -> None:
-    print(json.dumps(obj, indent=2))
+def _merged_options(owners: list[registry.ShapeModel], command: str) -> list[tuple[registry.Option, list[str]]]:
+    """The options of ``command`` over all its models, each once, with the models taking it."""
+    merged: dict[str, tuple[registry.Option, list[str]]] = {}
+    for m in owners:
+        for opt in m.commands[command].options:
+            if opt.dest in merged:
+                merged[opt.dest][1].append(m.name)
+            else:
+                merged[opt.dest] = (opt, [m.name])
+    return list(merged.values())
 
 
-def _load_cfg(args, task: str | None = None):
-    from ebm3d.config import load_experiment
-
-    overrides = list(args.overrides)
-    if args.seed is not None:
-        overrides.append(f"train.seed={args.seed}")
-    if task is not None:
-        overrides.append(f"task={task}")
-    return load_experiment(args.config, overrides)
-
-
-def cmd_train(args) -> int:
-    cfg = _load_cfg(args)
-    if args.fresh:
-        _clear_run(cfg)
-    if cfg.task == "classification":
-        return _classify(cfg, args)
-    from ebm3d.tasks.synthesis import run_synthesis
-
-    started = time.time()
-    report = run_synthesis(cfg, open3d=not args.no_open3d, progress=cfg.train.progress)
-    _print({k: v for k, v in report.items() if k != "nearest_train_index"})
-    if args.record:
-        _record_synthesis(cfg, args, started)
-    return 0
-
-
-def _record_synthesis(cfg, args, started: float) -> None:
-    """Evaluate a trained synthesis run on its test split and record it (section ``args.record``)."""
-    from ebmcore.results import record
-    from ebm3d.tasks.data import config_grids, load_shapes
-    from ebm3d.tasks.recovery import run_recovery
-    from ebm3d.tasks.render import save_grid_png
-    from ebm3d.tasks.superres import run_superres
-    from ebm3d.tasks.synthesis import draw_samples, sample_quality
-    from ebm3d.tasks.training import load_run, train_seconds
-
-    _, models = load_run(cfg.run_dir)
-    ds = load_shapes(cfg.data)
-    train, test = config_grids(cfg.data, ds, "train"), config_grids(cfg.data, ds, "test")
-    chains = load_tensors(cfg.run_dir / "checkpoint.pt")["chains"].get("buffer")
-    samples = draw_samples(cfg, models, len(test), cfg.train.seed + 1, chains)
-    save_grid_png(samples[:36].clamp(0, 1), cfg.run_dir / "samples_test_eval.png")
-    seed, open3d = args.seed or 0, not args.no_open3d
-    seconds = train_seconds(cfg)
-    recoverer, rec_cfg = models[-1], cfg
-    if cfg.recovery.dedicated:
-        rec_cfg, recoverer = _dedicated_recovery_model(cfg, train)
-        seconds += train_seconds(rec_cfg)
-    rec = run_recovery(rec_cfg, recoverer, test[: cfg.recovery.n_examples], train, ["random"], seed, cfg.run_dir,
-                       open3d)
-    sr = run_superres(cfg, models[-1], test[: cfg.superres.n_examples], seed, cfg.run_dir, open3d)
-    methods = {"ebm": "voxelnet", "all_empty": "all_empty", "mean_fill": "mean_fill",
-               "observed_mean_fill": "observed_mean_fill", "nearest_train": "nearest_neighbour"}
-    errors = {k: rec["random"][m]["error_missing"] for k, m in methods.items()}
-    payload = {
-        f"recovery_{round(100 * cfg.recovery.ratio)}": errors,
-        "samples": sample_quality(samples, test),
-        "superres": {"ebm": sr["voxelnet"]["error"], "nearest": sr["nearest_upsampling"]["error"]},
-        "details": {"recovery": rec, "superres": sr, "n_train": len(train), "n_test": len(test),
-                    "resolution": cfg.data.resolution, "samples_from_persistent_chains": chains is not None,
-                    "recovery_model": str(rec_cfg.run_dir), "train_seconds_synthesis": round(train_seconds(cfg), 1)},
-    }
-    record("ebm3d", args.record, payload, started=started, train_seconds=round(seconds, 1))
-    _print({k: v for k, v in payload.items() if k != "details"})
-
-
-def _clear_run(cfg) -> None:
-    from ebmcore.runs import request_fresh
-
-    request_fresh(cfg.run_dir)  # set aside (not deleted) once the data load and training starts
-
-
-def cmd_classify(args) -> int:
-    cfg = _load_cfg(args, task="classification")
-    if args.fresh:
-        _clear_run(cfg)
-    return _classify(cfg, args)
-
-
-def _dedicated_recovery_model(cfg, train):
-    """Train (resuming) the dedicated recovery model named by ``cfg.recovery.dedicated`` on ``train``
-    (its run folder sits next to this run's); returns its config and model."""
-    from ebm3d.config import load_experiment
-    from ebm3d.tasks.training import train_models
-
-    rec_cfg = load_experiment(cfg.recovery.dedicated, [f"out_dir={cfg.out_dir}"])
-    if rec_cfg.algorithm.negatives != "recovery":
-        raise ConfigError(f"recovery.dedicated: {cfg.recovery.dedicated} does not train with recovery negatives")
-    if (rec_cfg.data.resolution, rec_cfg.data.pool) != (cfg.data.resolution, cfg.data.pool):
-        raise ConfigError("recovery.dedicated: its data.resolution and data.pool must match this run's")
-    models, _, _ = train_models(rec_cfg, train)
-    return rec_cfg, models[-1]
-
-
-def _classify(cfg, args) -> int:
-    from ebm3d.tasks.classification import run_classification
-    from ebm3d.tasks.data import config_grids, load_shapes
-    from ebm3d.tasks.synthesis import draw_samples, sample_report, write_samples
-    from ebm3d.tasks.training import load_run, train_seconds
-
-    started = time.time()
-    report = run_classification(cfg, progress=cfg.train.progress)
-    if args.record:
-        from ebmcore.results import record
-
-        base = report.get("untrained_baseline")
-        if base is None:
-            raise ConfigError("--record needs classify.untrained_baseline: true (trained against untrained)")
-        payload = {"trained": report["test_accuracy"], "untrained": base["test_accuracy"],
-                   "trained_val": report["val_accuracy"], "untrained_val": base["val_accuracy"],
-                   "selected_step": report["selected_step"], "feature_dim": report["feature_dim"],
-                   "n": report["n"], "classifier": report["classifier"]}
-        record("ebm3d", args.record, payload, started=started, train_seconds=round(train_seconds(cfg), 1))
-    # samples of the all-class model (persistent chain states or fresh chains), for the inception score
-    _, models = load_run(cfg.run_dir)
-    buffer = load_tensors(cfg.run_dir / "checkpoint.pt")["chains"].get("buffer")
-    samples = draw_samples(cfg, models, cfg.reference.n_samples, cfg.train.seed + 1, buffer)
-    train = config_grids(cfg.data, load_shapes(cfg.data), "train")
-    write_samples(cfg.run_dir, samples, sample_report(samples, train), open3d=not args.no_open3d)
-    _print({k: v for k, v in report.items() if k not in ("selection_history",)})
-    return 0
-
-
-def _run_cfg(args):
-    from ebm3d.tasks.training import load_run
-
-    cfg, models = load_run(args.run, list(args.overrides))
-    cfg.out_dir, cfg.name = str(Path(args.run).parent), Path(args.run).name
-    return cfg, models
-
-
-def cmd_sample(args) -> int:
-    from ebm3d.tasks.data import load_shapes
-    from ebm3d.tasks.synthesis import draw_samples, sample_report, write_samples
-    from ebm3d.tasks.training import training_grids
-
-    cfg, models = _run_cfg(args)
-    n = args.n or cfg.synthesis.n_samples
-    samples = draw_samples(cfg, models, n, args.seed or 0)
-    report = sample_report(samples, training_grids(cfg, load_shapes(cfg.data)))
-    report["files"] = write_samples(cfg.run_dir, samples, report, name=args.out, open3d=not args.no_open3d)
-    _print({k: v for k, v in report.items() if k != "nearest_train_index"})
-    return 0
-
-
-def cmd_recover(args) -> int:
-    from ebm3d.tasks.data import config_grids, load_shapes
-    from ebm3d.tasks.recovery import run_recovery
-
-    cfg, models = _run_cfg(args)
-    ds = load_shapes(cfg.data)
-    truth = config_grids(cfg.data, ds, cfg.recovery.split)[: cfg.recovery.n_examples]
-    train = config_grids(cfg.data, ds, "train")
-    kinds = ["random", "region"] if args.corruption == "both" else [args.corruption]
-    rec_cfg, model = _dedicated_recovery_model(cfg, train) if cfg.recovery.dedicated else (cfg, models[-1])
-    out = run_recovery(rec_cfg, model, truth, train, kinds, args.seed or 0, cfg.run_dir, not args.no_open3d)
-    out["recovery_model"] = str(rec_cfg.run_dir)
-    _json(cfg.run_dir / "recovery.json", out)
-    _print(out)
-    return 0
-
-
-def cmd_superres(args) -> int:
-    from ebm3d.tasks.data import config_grids, load_shapes
-    from ebm3d.tasks.superres import run_superres
-
-    cfg, models = _run_cfg(args)
-    truth = config_grids(cfg.data, load_shapes(cfg.data), cfg.superres.split)[: cfg.superres.n_examples]
-    out = run_superres(cfg, models[-1], truth, args.seed or 0, cfg.run_dir, not args.no_open3d)
-    _json(cfg.run_dir / "superres.json", out)
-    _print(out)
-    return 0
-
-
-def cmd_evaluate(args) -> int:
-    from ebm3d.tasks.data import load_shapes
-    from ebm3d.tasks.reference import score_samples, train_reference
-    from ebm3d.tasks.synthesis import sample_report
-    from ebm3d.tasks.training import training_grids
-
-    cfg, _ = _run_cfg(args)
-    samples_path = Path(args.samples) if args.samples else cfg.run_dir / "samples.pt"
-    if not samples_path.is_file():
-        raise DataError(f"{samples_path}: no samples (run ebm3d sample {args.run} first)")
-    samples = load_tensors(samples_path)
-    if not isinstance(samples, dict) or "samples" not in samples:
-        raise DataError(f"{samples_path}: expected a dict with key 'samples'")
-    samples = samples["samples"].float()
-    ref_cfg = cfg.reference
-    if args.reference:
-        ref_cfg.run = args.reference
-    classifier, ref_report = train_reference(ref_cfg, seed=args.seed or 0, progress=cfg.train.progress)
-    from ebm3d.tasks.data import grids as split_grids
-
-    real = split_grids(load_shapes(ref_cfg.data), "test", ref_cfg.data.resolution)
-    out = {"samples": str(samples_path),
-           "reference": {"run": ref_cfg.run, "test_accuracy": ref_report["test_accuracy"],
-                         "val_accuracy": ref_report["val_accuracy"],
-                         "real_test_inception_score": score_samples(classifier, real, ref_cfg.splits)}}
-    if samples.shape[-1] == classifier.resolution:
-        out["inception"] = score_samples(classifier, samples, ref_cfg.splits)
+def _add_command(sub, command: str, owners: list[registry.ShapeModel]) -> None:
+    """The sub-parser of ``command``: the common arguments and the union of its models' options
+    (an option only some of them take says which)."""
+    cmds = [m.commands[command] for m in owners]
+    if len({c.target for c in cmds}) != 1:
+        raise RuntimeError(f"ebm3d {command}: the models disagree on CONFIG or RUN")
+    if len(owners) < len(registry.models()):
+        help_ = "; ".join(f"{c.help} ({m.name})" for m, c in zip(owners, cmds))
+    elif len({c.help for c in cmds}) == 1:
+        help_ = cmds[0].help
     else:
-        out["inception"] = f"skipped: samples are {samples.shape[-1]}^3, the classifier takes {classifier.resolution}^3"
-    nn = sample_report(samples, training_grids(cfg, load_shapes(cfg.data)))
-    out["nearest_training_neighbour"] = {k: v for k, v in nn.items() if k != "nearest_train_index"}
-    _json(cfg.run_dir / "evaluation.json", out)
-    _print(out)
-    return 0
+        help_ = "; ".join(f"{m.name}: {c.help}" for m, c in zip(owners, cmds))
+    p = sub.add_parser(command, help=help_, description=help_)
+    _common(p, cmds[0].target)
+    for opt, names in _merged_options(owners, command):
+        kwargs = dict(opt.kwargs)
+        if len(names) < len(owners):
+            kwargs["help"] = f"{kwargs.get('help', '')} ({', '.join(names)})".strip()
+        p.add_argument(*opt.flags, **kwargs)
+    p.set_defaults(command=command)
 
 
-def cmd_view(args) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ebm3d`` parser: every command of every registered model, and ``view``."""
+    names = ", ".join(m.name for m in registry.models())
+    parser = argparse.ArgumentParser(prog="ebm3d", description=f"Energy-based 3D shape models ({names}).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, list[registry.ShapeModel]] = {}
+    for m in registry.models():
+        for command in m.commands:
+            commands.setdefault(command, []).append(m)
+    for command, owners in commands.items():
+        _add_command(sub, command, owners)
+    sub.add_parser("view", help="the Open3D viewer (see ebm3d view --help)", add_help=False)
+    return parser
+
+
+def _model_for(args) -> registry.ShapeModel:
+    """The model that answers ``args.command`` for this CONFIG or RUN: the one the file names
+    (a command only one model has goes to that model, which must be the one named, if any)."""
+    target = args.config if hasattr(args, "config") else args.run
+    owners = registry.models_with(args.command)
+    named = registry.declared_name(target)
+    if len(owners) == 1 and named in (None, owners[0].name):
+        return owners[0]
+    model = registry.get(named or registry.DEFAULT_MODEL)
+    if model not in owners:
+        raise ConfigError(f"ebm3d {args.command}: {target} is a {model.name} experiment, and {args.command} is a "
+                          f"command of {', '.join(m.name for m in owners)} only")
+    return model
+
+
+def _check_options(args, model: registry.ShapeModel) -> None:
+    """Refuse an option given on the command line that this model's command does not take."""
+    own = {opt.dest for opt in model.commands[args.command].options}
+    for other in registry.models_with(args.command):
+        for opt in other.commands[args.command].options:
+            if opt.dest not in own and getattr(args, opt.dest) != _default(opt):
+                raise ConfigError(f"ebm3d {args.command}: {opt.flags[0]} is an option of {other.name}, "
+                                  f"not of {model.name}")
+
+
+def _default(opt: registry.Option):
+    """What argparse stores for ``opt`` when it is not given."""
+    return opt.kwargs.get("default", False if opt.kwargs.get("action") == "store_true" else None)
+
+
+def view(argv: list[str]) -> int:
+    """``ebm3d view``: the Open3D viewer, which parses its own options."""
     try:
         from ebm3d.viz import view_main
     except ImportError as err:
         print(f"ebm3d view: the Open3D viewer is not available ({err})", file=sys.stderr)
         return 2
-    return view_main(args.rest)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ebm3d", description="Generative VoxelNet: train, sample, recover, "
-                                     "super-resolve, classify, evaluate, view.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p, target: str):
-        p.add_argument(target, help="an experiment YAML" if target == "config" else "a run folder (runs/<name>)")
-        p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
-        p.add_argument("--seed", type=int, default=None, help="random seed")
-        p.add_argument("--no-open3d", action="store_true", help="skip the Open3D PNG renders")
-        p.add_argument("--threads", type=int, default=None,
-                       help="torch CPU threads (1 is fastest on a busy shared machine)")
-        return p
-
-    record_help = "also evaluate on the test split and record the figures as this section of docs/results/ebm3d.json"
-    p = common(sub.add_parser("train", help="train a run (resumes) and write its results"), "config")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
-    p.add_argument("--record", metavar="SECTION", help=record_help)
-    p.set_defaults(fn=cmd_train)
-    p = common(sub.add_parser("classify", help="unsupervised model on all classes + linear classifier"), "config")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
-    p.add_argument("--record", metavar="SECTION", help=record_help)
-    p.set_defaults(fn=cmd_classify)
-    p = common(sub.add_parser("sample", help="fresh samples from a trained run"), "run")
-    p.add_argument("--n", type=int, default=None, help="number of samples (default synthesis.n_samples)")
-    p.add_argument("--out", default="samples_fresh", help="file stem in the run folder (default samples_fresh)")
-    p.set_defaults(fn=cmd_sample)
-    p = common(sub.add_parser("recover", help="recover corrupted shapes; baselines in the same run"), "run")
-    p.add_argument("--corruption", choices=["random", "region", "both"], default="both")
-    p.set_defaults(fn=cmd_recover)
-    p = common(sub.add_parser("superres", help="super-resolution vs nearest upsampling"), "run")
-    p.set_defaults(fn=cmd_superres)
-    p = common(sub.add_parser("evaluate", help="inception score and nearest neighbours of a run's samples"), "run")
-    p.add_argument("--samples", help="a .pt with key 'samples' (default RUN/samples.pt)")
-    p.add_argument("--reference", help="reference classifier folder (default reference.run of the config)")
-    p.set_defaults(fn=cmd_evaluate)
-    p = sub.add_parser("view", help="the Open3D viewer (see ebm3d view --help)", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=cmd_view)
-    return parser
+    return view_main(argv)
 
 
 @cli_main("ebm3d")  # expected errors: one line `ebm3d: error: ...`, exit 2; --debug: traceback
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["view"]:  # the viewer parses its own options
-        return cmd_view(argparse.Namespace(rest=argv[1:]))
-    # --- generative PointNet: a config or run with `model: pointnet`, or reconstruct /
-    # interpolate / robustness, goes to ebm3d.pointnet_cli (which documents its commands)
-    from ebm3d.pointnet_cli import wants_pointnet
-
-    if wants_pointnet(argv):
-        from ebm3d.pointnet_cli import main as pointnet_main
-
-        return pointnet_main(argv)
-    # --- end of the PointNet block
+    if argv[:1] == ["view"]:
+        return view(argv[1:])
     args = parse_with_overrides(build_parser(), argv)  # key=value anywhere after the command
+    model = _model_for(args)
+    _check_options(args, model)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    return args.fn(args)
+    return model.commands[args.command].run(args)
 
 
 if __name__ == "__main__":

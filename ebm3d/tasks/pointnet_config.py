@@ -1,8 +1,8 @@
 """Experiment configs of the generative PointNet: typed dataclasses read from YAML.
 
 The defaults are the published settings; the CPU configs under ``configs/`` override them.
-A file is a PointNet experiment when its top level says ``model: pointnet`` (that is how
-``ebm3d train CONFIG`` tells it from a VoxelNet config). The energy network's settings are under
+A file is a PointNet experiment when it names the model ``pointnet`` (``model: pointnet``; see
+:mod:`ebm3d.registry`, through which ``ebm3d train CONFIG`` tells it from a VoxelNet config). The energy network's settings are under
 ``energy:``, the engine's :class:`ebmcore.learning.TrainConfig` under ``train:``, and each task
 has its own section. Unknown keys and absurd values raise :class:`ebmcore.errors.ConfigError`
 naming the key.
@@ -296,17 +296,3 @@ def load_pointnet_experiment(path: str | Path | None = None, overrides: list[str
     tree = apply_overrides(tree, overrides)
     return from_dict(PointNetExperiment, _merge(to_dict(PointNetExperiment()), tree))
 
-
-def is_pointnet_config(path: str | Path) -> bool:
-    """True when ``path`` is a YAML file whose top level says ``model: pointnet``, or a run folder
-    whose saved ``config.yaml`` does."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "config.yaml"
-    if not path.is_file() or path.suffix.lower() not in (".yaml", ".yml"):
-        return False
-    try:
-        tree = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
-        return False
-    return isinstance(tree, dict) and tree.get("model") == "pointnet"

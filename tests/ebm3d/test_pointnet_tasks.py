@@ -12,7 +12,8 @@ from ebmcore.paths import data_root
 from ebmcore.sampling import langevin
 
 from ebm3d.data.readers import read_pcd
-from ebm3d.tasks.pointnet_config import is_pointnet_config, load_pointnet_experiment
+from ebm3d.registry import declared_name
+from ebm3d.tasks.pointnet_config import load_pointnet_experiment
 from ebm3d.tasks.pointnet_tasks import (
     chain_settings,
     interpolate,
@@ -88,10 +89,10 @@ def test_every_shipped_config_loads_and_is_recognised():
         path = root / f"{name}.yaml"
         cfg = load_pointnet_experiment(path)
         assert cfg.name == name if name != "pointnet_paper" else cfg.name == "pointnet_chair_paper"
-        assert is_pointnet_config(path)
+        assert declared_name(path) == "pointnet"
     assert load_pointnet_experiment(root / "pointnet_paper.yaml").energy.widths == [64, 64, 128, 256, 1024]
-    assert not is_pointnet_config(root / "voxelnet_chair_cpu.yaml")
-    assert not is_pointnet_config(root / "does_not_exist.yaml")
+    assert declared_name(root / "voxelnet_chair_cpu.yaml") == "voxelnet"
+    assert declared_name(root / "does_not_exist.yaml") is None
 
 
 # ------------------------------------------------------------------ chains

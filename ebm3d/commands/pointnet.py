@@ -1,6 +1,6 @@
-"""Command line of the generative PointNet (reached through ``ebm3d``; see :func:`wants_pointnet`).
+"""The generative PointNet's ``ebm3d`` commands (its entry in :mod:`ebm3d.registry`).
 
-    ebm3d train CONFIG [key=value ...]          CONFIG says ``model: pointnet``: train (resuming), then
+    ebm3d train CONFIG [key=value ...]          CONFIG names the model pointnet: train (resuming), then
                                                  samples (task synthesis) or the classifier and its
                                                  robustness curves (task classification)
     ebm3d sample RUN [--n N] [--points P] [--ply]
@@ -16,66 +16,21 @@ folder (``runs/<name>/``) as .pt arrays (``ebm3d view`` shows them), JSON report
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from ebmcore.cli_errors import cli_main, parse_with_overrides
-from ebmcore.errors import ConfigError, DataError, DivergenceError
-from ebmcore.io import atomic_write, save_tensors
+from ebmcore.errors import DataError
+from ebmcore.io import save_tensors
 
-RUN_COMMANDS = ("sample", "reconstruct", "interpolate", "evaluate", "robustness")
-CONFIG_COMMANDS = ("train", "classify")
-POINTNET_ONLY = ("reconstruct", "interpolate", "robustness")
-
-
-def wants_pointnet(argv: list[str]) -> bool:
-    """Whether an ``ebm3d`` command line is for the generative PointNet: a PointNet-only command,
-    or a train/classify/sample/evaluate whose config file or run folder says ``model: pointnet``."""
-    from ebm3d.tasks.pointnet_config import is_pointnet_config
-
-    if not argv:
-        return False
-    if argv[0] in POINTNET_ONLY:
-        return True
-    if argv[0] in RUN_COMMANDS + CONFIG_COMMANDS:
-        target = next((a for a in argv[1:] if not a.startswith("-") and "=" not in a), None)
-        return target is not None and is_pointnet_config(target)
-    return False
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    text = json.dumps(obj, indent=2)
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def _print(obj: dict) -> None:
-    print(json.dumps(obj, indent=2))
+from ebm3d.commands.common import clear_run, load_config, print_json, write_json
+from ebm3d.registry import Command, ShapeModel, option
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _load_cfg(args, task: str | None = None):
-    from ebm3d.tasks.pointnet_config import load_pointnet_experiment
-
-    overrides = list(args.overrides)
-    if args.seed is not None:
-        overrides.append(f"train.seed={args.seed}")
-    if task is not None:
-        overrides.append(f"task={task}")
-    return load_pointnet_experiment(args.config, overrides)
-
-
-def _clear(cfg) -> None:
-    from ebmcore.runs import request_fresh
-
-    request_fresh(cfg.run_dir)  # set aside (not deleted) once the data load and training starts
 
 
 # ------------------------------------------------------------------ synthesis
@@ -105,9 +60,9 @@ def _save_samples(cfg, model, n: int, n_points: int | None, seed: int, noise: st
 
 
 def cmd_train(args) -> int:
-    cfg = _load_cfg(args)
+    cfg = load_config(args)
     if args.fresh:
-        _clear(cfg)
+        clear_run(cfg)
     if cfg.task == "classification":
         return _classify(cfg, args)
     from ebm3d.tasks.pointnet_data import load_point_shapes, points
@@ -122,8 +77,8 @@ def cmd_train(args) -> int:
               "n_train": len(data), "step_size": trainer.step_size,
               "samples": _save_samples(cfg, model, cfg.synthesis.n_samples, None, args.seed or 0, None,
                                        not args.no_open3d, False)}
-    _write_json(cfg.run_dir / "train_report.json", report)
-    _print(report)
+    write_json(cfg.run_dir / "train_report.json", report)
+    print_json(report)
     return 0
 
 
@@ -137,7 +92,7 @@ def cmd_sample(args) -> int:
     cfg, model = _run(args)
     report = _save_samples(cfg, model, args.n or cfg.synthesis.n_samples, args.points, args.seed or 0,
                            args.noise, not args.no_open3d, args.ply, stem=args.out)
-    _print(report)
+    print_json(report)
     return 0
 
 
@@ -163,8 +118,8 @@ def cmd_reconstruct(args) -> int:
         k = min(6, len(targets))
         rows = [[arrays["target"][i], arrays["initial"][i], arrays["reconstruction"][i]] for i in range(k)]
         render(rows, cfg.run_dir / f"{args.out}.png")
-    _write_json(cfg.run_dir / f"{args.out}.json", report)
-    _print({k: v for k, v in report.items() if k not in ("per_example_mse_x1000", "curve_x1000")})
+    write_json(cfg.run_dir / f"{args.out}.json", report)
+    print_json({k: v for k, v in report.items() if k not in ("per_example_mse_x1000", "curve_x1000")})
     return 0
 
 
@@ -180,7 +135,7 @@ def cmd_interpolate(args) -> int:
     if not args.no_open3d:
         png = render([list(s) for s in strips], cfg.run_dir / "interpolation.png")
         out["png"] = str(png) if png else None
-    _print(out)
+    print_json(out)
     return 0
 
 
@@ -215,10 +170,10 @@ def cmd_evaluate(args) -> int:
                               data_normalisation=cfg.data.normalisation,
                               chain_steps=cfg.train.sampler.steps if cfg.synthesis.steps is None else cfg.synthesis.steps,
                               training_chain_steps=cfg.train.sampler.steps)
-    _write_json(cfg.run_dir / "evaluation.json", report)
+    write_json(cfg.run_dir / "evaluation.json", report)
     if ec.record:
         _record_generation(cfg, report, started)
-    _print(report)
+    print_json(report)
     return 0
 
 
@@ -248,14 +203,14 @@ def _classify(cfg, args) -> int:
     if not args.no_robustness:
         rob = robustness_curves(cfg, ds, seed=args.seed or 0, log=_log)
         out["robustness"] = {k: dict(zip(map(str, c["values"]), c["accuracy"])) for k, c in rob["curves"].items()}
-    _print(out)
+    print_json(out)
     return 0
 
 
 def cmd_classify(args) -> int:
-    cfg = _load_cfg(args, task="classification")
+    cfg = load_config(args, task="classification")
     if args.fresh:
-        _clear(cfg)
+        clear_run(cfg)
     return _classify(cfg, args)
 
 
@@ -267,55 +222,54 @@ def cmd_robustness(args) -> int:
     if not (cfg.run_dir / "selection.json").is_file():
         raise DataError(f"{cfg.run_dir}: no selection.json (run ebm3d classify on its config first)")
     rob = robustness_curves(cfg, load_point_shapes(cfg.data), seed=args.seed or 0, log=_log)
-    _print(rob)
+    print_json(rob)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ebm3d", description="Generative PointNet: train, sample, reconstruct, "
-                                     "interpolate, evaluate, classify, robustness.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _load_experiment(path=None, overrides=None):
+    from ebm3d.tasks.pointnet_config import load_pointnet_experiment
 
-    def common(p, target: str):
-        p.add_argument(target, help="an experiment YAML (model: pointnet)" if target == "config"
-                       else "a run folder (runs/<name>)")
-        p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
-        p.add_argument("--seed", type=int, default=None, help="random seed")
-        p.add_argument("--no-open3d", action="store_true", help="skip the Open3D PNG renders")
-        return p
-
-    for name, help_ in (("train", "train a run (resumes) and write its results"),
-                        ("classify", "one model on all classes + linear classifier + robustness")):
-        p = common(sub.add_parser(name, help=help_), "config")
-        p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
-        p.add_argument("--no-robustness", action="store_true", help="classification: skip the robustness curves")
-        p.set_defaults(fn=cmd_train if name == "train" else cmd_classify)
-    p = common(sub.add_parser("sample", help="fresh samples from a trained run"), "run")
-    p.add_argument("--n", type=int, default=None, help="number of samples (default synthesis.n_samples)")
-    p.add_argument("--points", type=int, default=None, help="points per sample (default: the training count)")
-    p.add_argument("--noise", choices=["constant", "none"], default=None, help="chain noise (default synthesis.noise)")
-    p.add_argument("--ply", action="store_true", help="also export every sample as .ply")
-    p.add_argument("--out", default="samples_fresh", help="file stem in the run folder (default samples_fresh)")
-    p.set_defaults(fn=cmd_sample)
-    p = common(sub.add_parser("reconstruct", help="reconstruct held-out clouds through the chain"), "run")
-    p.add_argument("--out", default="reconstruction", help="file stem in the run folder (default reconstruction)")
-    p.set_defaults(fn=cmd_reconstruct)
-    p = common(sub.add_parser("interpolate", help="interpolation strips between noise vectors"), "run")
-    p.set_defaults(fn=cmd_interpolate)
-    p = common(sub.add_parser("evaluate", help="MMD/COV/1-NNA (CD, EMD), JSD with oracle and blob rows"), "run")
-    p.add_argument("--samples", help="a .pt with key 'samples' to evaluate instead of fresh ones")
-    p.set_defaults(fn=cmd_evaluate)
-    p = common(sub.add_parser("robustness", help="robustness curves of a classification run"), "run")
-    p.set_defaults(fn=cmd_robustness)
-    return parser
+    return load_pointnet_experiment(path, overrides)
 
 
-@cli_main("ebm3d")  # expected errors: one line `ebm3d: error: ...`, exit 2; --debug: traceback
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_with_overrides(build_parser(), argv)  # key=value anywhere after the command
-    return args.fn(args)
+def _load_run(run_dir, overrides=None):
+    from ebm3d.tasks.pointnet_train import load_pointnet_run
+
+    return load_pointnet_run(run_dir, overrides)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _build_model(cfg):
+    from ebm3d.tasks.pointnet_train import build_model
+
+    return build_model(cfg)
+
+
+_FRESH = option("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+_NO_ROBUSTNESS = option("--no-robustness", action="store_true", help="classification: skip the robustness curves")
+
+MODEL = ShapeModel(
+    name="pointnet",
+    description="generative PointNet: train, sample, reconstruct, interpolate, evaluate, classify, robustness",
+    load_experiment=_load_experiment,
+    load_run=_load_run,
+    build_model=_build_model,
+    commands={
+        "train": Command("train a run (resumes) and write its results", "config", cmd_train,
+                         (_FRESH, _NO_ROBUSTNESS)),
+        "classify": Command("one model on all classes + linear classifier + robustness", "config", cmd_classify,
+                            (_FRESH, _NO_ROBUSTNESS)),
+        "sample": Command("fresh samples from a trained run", "run", cmd_sample, (
+            option("--n", type=int, default=None, help="number of samples (default synthesis.n_samples)"),
+            option("--points", type=int, default=None, help="points per sample (default: the training count)"),
+            option("--noise", choices=["constant", "none"], default=None,
+                   help="chain noise (default synthesis.noise)"),
+            option("--ply", action="store_true", help="also export every sample as .ply"),
+            option("--out", default="samples_fresh", help="file stem in the run folder (default samples_fresh)"))),
+        "reconstruct": Command("reconstruct held-out clouds through the chain", "run", cmd_reconstruct, (
+            option("--out", default="reconstruction", help="file stem in the run folder (default reconstruction)"),)),
+        "interpolate": Command("interpolation strips between noise vectors", "run", cmd_interpolate),
+        "evaluate": Command("MMD/COV/1-NNA (CD, EMD), JSD with oracle and blob rows", "run", cmd_evaluate, (
+            option("--samples", help="a .pt with key 'samples' to evaluate instead of fresh ones"),)),
+        "robustness": Command("robustness curves of a classification run", "run", cmd_robustness),
+    },
+)

@@ -1,0 +1,1 @@
+"""The command-line commands of each registered shape model (see :mod:`ebm3d.registry`)."""

@@ -1,0 +1,38 @@
+"""Helpers every model's commands share: JSON out, fresh runs, the config overrides of a command line."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ebmcore.io import atomic_write
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Write ``obj`` as indented JSON to ``path`` (atomically)."""
+    text = json.dumps(obj, indent=2)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def print_json(obj: dict) -> None:
+    """Print ``obj`` as indented JSON on stdout."""
+    print(json.dumps(obj, indent=2))
+
+
+def clear_run(cfg) -> None:
+    """Have the run start over: its folder is set aside (not deleted) once data load and training start."""
+    from ebmcore.runs import request_fresh
+
+    request_fresh(cfg.run_dir)
+
+
+def load_config(args, task: str | None = None):
+    """The experiment of ``args.config`` with the command line's overrides, ``--seed`` and ``task``,
+    read by the loader of the model the file names."""
+    from ebm3d.experiment import load_experiment
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if task is not None:
+        overrides.append(f"task={task}")
+    return load_experiment(args.config, overrides)

@@ -1,0 +1,47 @@
+"""The shape-model registry and the one ``ebm3d`` command line built from it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ebmcore.errors import ConfigError
+
+from ebm3d import registry
+from ebm3d.cli import build_parser, main
+from ebm3d.experiment import load_experiment
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_help_lists_every_command_of_every_model():
+    text = build_parser().format_help()
+    for model in registry.models():
+        for command in model.commands:
+            assert command in text
+    assert "view" in text
+    assert [m.name for m in registry.models()] == ["voxelnet", "pointnet"]
+
+
+def test_model_name_forms(tmp_path):
+    for text, name in (("model: pointnet\n", "pointnet"), ("model: {name: pointnet}\n", "pointnet"),
+                       ("model: {widths: [8]}\n", "voxelnet"), ("name: x\n", "voxelnet")):
+        (tmp_path / "c.yaml").write_text(text)
+        assert registry.declared_name(tmp_path / "c.yaml") == name
+    (tmp_path / "c.yaml").write_text("model: {name: nope}\n")
+    with pytest.raises(ConfigError, match="unknown model"):
+        registry.declared_name(tmp_path / "c.yaml")
+    assert registry.declared_name(tmp_path / "missing.yaml") is None
+
+
+def test_one_loader_dispatches_on_the_model_name():
+    assert type(load_experiment(CONFIGS / "pointnet_demo.yaml")).__name__ == "PointNetExperiment"
+    assert type(load_experiment(CONFIGS / "voxelnet_demo.yaml")).__name__ == "ExperimentConfig"
+
+
+def test_commands_and_options_of_the_other_model_are_refused(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("model: pointnet\n")
+    assert main(["recover", str(tmp_path)]) == 2
+    assert "pointnet" in capsys.readouterr().err
+    assert main(["train", str(CONFIGS / "pointnet_demo.yaml"), "--record", "x"]) == 2
+    assert "--record is an option of voxelnet" in capsys.readouterr().err
