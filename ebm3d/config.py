@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ebmcore.config import check, load_config
+from ebmcore.config import check
 from ebmcore.errors import ConfigError
 from ebmcore.learning import TrainConfig
 
@@ -296,5 +296,8 @@ class ExperimentConfig:
 
 
 def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read an experiment YAML (or the defaults when ``path`` is None) with overrides."""
-    return load_config(ExperimentConfig, path, overrides)
+    """Read a VoxelNet experiment YAML (or the defaults when ``path`` is None) with overrides
+    (:func:`ebm3d.experiment.load_typed`: ``model: {name: voxelnet, ...}`` or no name)."""
+    from ebm3d.experiment import load_typed
+
+    return load_typed(ExperimentConfig, "voxelnet", path, overrides)

@@ -94,6 +94,21 @@ def name_in_tree(tree) -> str:
     return model
 
 
+def without_name(tree: dict, name: str) -> dict:
+    """``tree`` with the model's name taken out of its ``model`` key (which the typed configs do
+    not hold): ``model: NAME`` or ``model: {name: NAME}`` go, ``model: {name: NAME, ...}`` keeps
+    the other keys. A tree naming another model raises :class:`ConfigError`."""
+    model = tree.get("model")
+    named = name_in_tree(tree)
+    if (isinstance(model, str) or (isinstance(model, dict) and "name" in model)) and named != name:
+        raise ConfigError(f"model: this is a {named} experiment, not a {name} one")
+    if isinstance(model, str) or (isinstance(model, dict) and set(model) == {"name"}):
+        return {k: v for k, v in tree.items() if k != "model"}
+    if isinstance(model, dict) and "name" in model:
+        return {**tree, "model": {k: v for k, v in model.items() if k != "name"}}
+    return tree
+
+
 def declared_name(path: str | Path) -> str | None:
     """The model an experiment YAML, or a run folder's saved ``config.yaml``, is for; None when
     ``path`` is not a readable YAML file or run folder (the model's loader then reports it)."""

@@ -27,6 +27,8 @@ from ebmcore.io import save_tensors
 
 from ebm3d.commands.common import clear_run, load_config, print_json, write_json
 from ebm3d.registry import Command, ShapeModel, option
+from ebm3d.tasks.pointnet_config import load_pointnet_experiment
+from ebm3d.tasks.pointnet_train import build_model, load_pointnet_run
 
 
 def _log(msg: str) -> None:
@@ -83,8 +85,6 @@ def cmd_train(args) -> int:
 
 
 def _run(args):
-    from ebm3d.tasks.pointnet_train import load_pointnet_run
-
     return load_pointnet_run(args.run, list(args.overrides))
 
 
@@ -226,33 +226,15 @@ def cmd_robustness(args) -> int:
     return 0
 
 
-def _load_experiment(path=None, overrides=None):
-    from ebm3d.tasks.pointnet_config import load_pointnet_experiment
-
-    return load_pointnet_experiment(path, overrides)
-
-
-def _load_run(run_dir, overrides=None):
-    from ebm3d.tasks.pointnet_train import load_pointnet_run
-
-    return load_pointnet_run(run_dir, overrides)
-
-
-def _build_model(cfg):
-    from ebm3d.tasks.pointnet_train import build_model
-
-    return build_model(cfg)
-
-
 _FRESH = option("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
 _NO_ROBUSTNESS = option("--no-robustness", action="store_true", help="classification: skip the robustness curves")
 
 MODEL = ShapeModel(
     name="pointnet",
     description="generative PointNet: train, sample, reconstruct, interpolate, evaluate, classify, robustness",
-    load_experiment=_load_experiment,
-    load_run=_load_run,
-    build_model=_build_model,
+    load_experiment=load_pointnet_experiment,
+    load_run=load_pointnet_run,
+    build_model=build_model,
     commands={
         "train": Command("train a run (resumes) and write its results", "config", cmd_train,
                          (_FRESH, _NO_ROBUSTNESS)),

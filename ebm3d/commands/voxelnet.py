@@ -28,6 +28,8 @@ from ebmcore.io import load_tensors
 
 from ebm3d.commands.common import clear_run, load_config, print_json, write_json
 from ebm3d.registry import Command, ShapeModel, option
+from ebm3d.config import load_experiment
+from ebm3d.tasks.training import build_model, load_run
 
 
 def cmd_train(args) -> int:
@@ -54,7 +56,7 @@ def _record_synthesis(cfg, args, started: float) -> None:
     from ebm3d.tasks.render import save_grid_png
     from ebm3d.tasks.superres import run_superres
     from ebm3d.tasks.synthesis import draw_samples, sample_quality
-    from ebm3d.tasks.training import load_run, train_seconds
+    from ebm3d.tasks.training import train_seconds
 
     _, models = load_run(cfg.run_dir)
     ds = load_shapes(cfg.data)
@@ -96,7 +98,6 @@ def cmd_classify(args) -> int:
 def _dedicated_recovery_model(cfg, train):
     """Train (resuming) the dedicated recovery model named by ``cfg.recovery.dedicated`` on ``train``
     (its run folder sits next to this run's); returns its config and model."""
-    from ebm3d.config import load_experiment
     from ebm3d.tasks.training import train_models
 
     rec_cfg = load_experiment(cfg.recovery.dedicated, [f"out_dir={cfg.out_dir}"])
@@ -112,7 +113,7 @@ def _classify(cfg, args) -> int:
     from ebm3d.tasks.classification import run_classification
     from ebm3d.tasks.data import config_grids, load_shapes
     from ebm3d.tasks.synthesis import draw_samples, sample_report, write_samples
-    from ebm3d.tasks.training import load_run, train_seconds
+    from ebm3d.tasks.training import train_seconds
 
     started = time.time()
     report = run_classification(cfg, progress=cfg.train.progress)
@@ -138,8 +139,6 @@ def _classify(cfg, args) -> int:
 
 
 def _run_cfg(args):
-    from ebm3d.tasks.training import load_run
-
     cfg, models = load_run(args.run, list(args.overrides))
     cfg.out_dir, cfg.name = str(Path(args.run).parent), Path(args.run).name
     return cfg, models
@@ -224,24 +223,6 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _load_experiment(path=None, overrides=None):
-    from ebm3d.config import load_experiment
-
-    return load_experiment(path, overrides)
-
-
-def _load_run(run_dir, overrides=None):
-    from ebm3d.tasks.training import load_run
-
-    return load_run(run_dir, overrides)
-
-
-def _build_model(cfg, resolution: int, train=None):
-    from ebm3d.tasks.training import build_model
-
-    return build_model(cfg, resolution, train)
-
-
 _THREADS = option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy shared machine)")
 _FRESH = option("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
 _RECORD = option("--record", metavar="SECTION", help="also evaluate on the test split and record the figures as "
@@ -250,9 +231,9 @@ _RECORD = option("--record", metavar="SECTION", help="also evaluate on the test 
 MODEL = ShapeModel(
     name="voxelnet",
     description="generative VoxelNet: train, sample, recover, super-resolve, classify, evaluate",
-    load_experiment=_load_experiment,
-    load_run=_load_run,
-    build_model=_build_model,
+    load_experiment=load_experiment,
+    load_run=load_run,
+    build_model=build_model,
     commands={
         "train": Command("train a run (resumes) and write its results", "config", cmd_train,
                          (_FRESH, _RECORD, _THREADS)),

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
-from ebmcore.config import apply_overrides, check, from_dict, to_dict
+from ebmcore.config import check
 from ebmcore.errors import ConfigError
 from ebmcore.learning import ChainConfig, OptimConfig, SamplerConfig, TrainConfig
 
@@ -267,32 +266,14 @@ class PointNetExperiment:
         return Path(self.out_dir) / self.name
 
 
-def _merge(base: dict, update: dict) -> dict:
-    """``update`` laid over ``base``, section by section (unknown keys are kept, to be reported)."""
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return out
-
-
 def load_pointnet_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> PointNetExperiment:
-    """Read a PointNet experiment YAML (or the defaults when ``path`` is None) with overrides.
+    """Read a PointNet experiment YAML (or the defaults when ``path`` is None) with overrides
+    (:func:`ebm3d.experiment.load_typed`: ``model: {name: pointnet}`` or ``model: pointnet``).
 
     Keys the file leaves out keep this module's defaults, also inside ``train`` (whose defaults
     here are the PointNet ones: short-run chains from N(0, 0.3^2), clamp to [-1, 1], lr 5e-4),
     not the engine's generic ones.
     """
-    tree: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    tree = apply_overrides(tree, overrides)
-    return from_dict(PointNetExperiment, _merge(to_dict(PointNetExperiment()), tree))
+    from ebm3d.experiment import load_typed
 
+    return load_typed(PointNetExperiment, "pointnet", path, overrides)

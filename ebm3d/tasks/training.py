@@ -24,13 +24,12 @@ from typing import Callable
 import torch
 
 from ebmcore.chains import multigrid, upsample
-from ebmcore.config import from_dict
 from ebmcore.errors import ConfigError
 from ebmcore.io import atomic_write, load_tensors
 from ebmcore.learning import CHECKPOINT, TrainConfig, Trainer
 from ebmcore.sampling import langevin
 
-from ebm3d.config import ExperimentConfig
+from ebm3d.config import ExperimentConfig, load_experiment
 from ebm3d.models.voxelnet import VoxelNet
 from ebm3d.tasks.data import config_grids
 from ebm3d.tasks.recovery import observed_mean_fill, random_mask
@@ -266,15 +265,11 @@ def train_seconds(cfg: ExperimentConfig, run_dir: Path | None = None) -> float:
 
 def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, list[VoxelNet]]:
     """The config and trained models (coarse to fine) of a run folder."""
-    from ebmcore.config import apply_overrides
-    import yaml
-
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
-    tree = yaml.safe_load(cfg_path.read_text()) or {}
-    cfg = from_dict(ExperimentConfig, apply_overrides(tree, overrides))
+    cfg = load_experiment(cfg_path, overrides)
     models = []
     for res in levels_of(cfg):
         ckpt = level_dir(cfg, res, run_dir) / CHECKPOINT

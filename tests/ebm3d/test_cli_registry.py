@@ -45,3 +45,18 @@ def test_commands_and_options_of_the_other_model_are_refused(tmp_path, capsys):
     assert "pointnet" in capsys.readouterr().err
     assert main(["train", str(CONFIGS / "pointnet_demo.yaml"), "--record", "x"]) == 2
     assert "--record is an option of voxelnet" in capsys.readouterr().err
+
+
+def test_model_section_with_a_name_and_partial_sections(tmp_path):
+    from ebm3d.config import ExperimentConfig
+    from ebm3d.tasks.pointnet_config import PointNetExperiment
+
+    (tmp_path / "v.yaml").write_text("model: {name: voxelnet, channels: [8, 16]}\ntrain: {steps: 7}\n")
+    cfg = load_experiment(tmp_path / "v.yaml")
+    assert cfg.model.channels == [8, 16] and cfg.model.kernels == ExperimentConfig().model.kernels
+    assert cfg.train.steps == 7 and cfg.train.optim == ExperimentConfig().train.optim
+    (tmp_path / "p.yaml").write_text("model: {name: pointnet}\ntrain: {steps: 7}\n")
+    cfg = load_experiment(tmp_path / "p.yaml")
+    assert cfg.train.steps == 7 and cfg.train.sampler == PointNetExperiment().train.sampler  # PointNet defaults
+    with pytest.raises(ConfigError, match="not a voxelnet"):
+        load_experiment(tmp_path / "p.yaml", model="voxelnet")
