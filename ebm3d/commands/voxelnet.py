@@ -110,7 +110,7 @@ def _dedicated_recovery_model(cfg, train):
 
 
 def _classify(cfg, args) -> int:
-    from ebm3d.tasks.classification import run_classification
+    from ebm3d.tasks.voxelnet_classify import run_classification
     from ebm3d.tasks.data import config_grids, load_shapes
     from ebm3d.tasks.synthesis import draw_samples, sample_report, write_samples
     from ebm3d.tasks.training import train_seconds

@@ -1,13 +1,17 @@
-"""Classification from an unsupervised generative VoxelNet's features.
+"""Classification from an unsupervised generative model's features: the part every shape model shares.
 
-One model is trained, without labels, on the training split of all classes (e.g. the ten of
-ModelNet10). Its descriptor (:meth:`VoxelNet.features`: every hidden layer max-pooled to 3^3 and
-concatenated) feeds a scikit-learn linear classifier (multinomial logistic regression or a
-linear SVM) on standardised features.
+One model is trained without labels on the training split of all classes; its descriptor (each
+model's ``features``) feeds a scikit-learn linear classifier (multinomial logistic regression or
+a linear SVM) on standardised features.
 
-Model selection uses the validation split only: every ``classify.eval_every`` training steps
-(and at the end) each value of ``C`` is fitted on train and scored on validation; the best
-(checkpoint, C) pair is kept in ``best_features.pt``, and only that pair is scored on test.
+Selection uses the validation split only: every ``classify.eval_every`` training steps (and at
+the end) each value of ``C`` is fitted on train and scored on validation (:class:`Selector`); the
+best (checkpoint, C) pair is kept in ``best_model.pt``, and only that pair is scored on test
+(:func:`test_scores`). The untrained network goes through the same selection
+(:func:`score_features`). A model's task module supplies its features, training and data.
+
+The ``classify`` config section this module reads has ``classifier`` (``logistic`` or ``svm``),
+``C`` (the values tried), ``max_iter`` and ``eval_every``.
 """
 from __future__ import annotations
 
@@ -15,30 +19,15 @@ import json
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import torch
 
 from ebmcore.io import atomic_write, save_tensors
 
-from ebm3d.config import ClassifyConfig, ExperimentConfig
-from ebm3d.models.voxelnet import VoxelNet
-from ebm3d.tasks.data import config_grids, labels, load_shapes
 
-
-@torch.no_grad()
-def extract_features(model: VoxelNet, occupancy: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """Descriptors (N, D) float32 of occupancy grids (N, 1, R, R, R)."""
-    was_training = model.training
-    model.eval()
-    device = model.mean.device
-    out = [model.features(model.centre(occupancy[i:i + batch_size].to(device))).cpu()
-           for i in range(0, len(occupancy), batch_size)]
-    model.train(was_training)
-    return torch.cat(out).numpy()
-
-
-def make_classifier(cfg: ClassifyConfig, C: float, seed: int):
+def make_classifier(cfg, C: float, seed: int):
+    """Standardisation followed by a multinomial logistic regression or a linear SVM."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -51,92 +40,89 @@ def make_classifier(cfg: ClassifyConfig, C: float, seed: int):
     return make_pipeline(StandardScaler(), clf)
 
 
-def select_classifier(cfg: ClassifyConfig, feats: dict[str, np.ndarray], ys: dict[str, np.ndarray],
+def fit(cfg, C: float, feats: np.ndarray, ys: np.ndarray, seed: int):
+    """The classifier of ``cfg`` with this ``C``, fitted on (feats, ys)."""
+    clf = make_classifier(cfg, C, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings at max_iter: the accuracy says enough
+        clf.fit(feats, ys)
+    return clf
+
+
+def accuracy(clf, feats: np.ndarray, ys: np.ndarray) -> float:
+    """The fraction of ``feats`` that ``clf`` labels as ``ys``."""
+    return float((clf.predict(feats) == ys).mean())
+
+
+def select_classifier(cfg, feats: dict[str, np.ndarray], ys: dict[str, np.ndarray],
                       seed: int) -> tuple[float, float, object, list[dict]]:
-    """Fit one classifier per C on train, score on val; returns (best C, its val acc, model, table)."""
+    """Fit one classifier per C on train, score on val; (best C, its val accuracy, its classifier, table)."""
     table, best = [], (None, -1.0, None)
     for C in cfg.C:
-        clf = make_classifier(cfg, C, seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence warnings at max_iter are reported as is
-            clf.fit(feats["train"], ys["train"])
-        acc = float((clf.predict(feats["val"]) == ys["val"]).mean())
+        clf = fit(cfg, C, feats["train"], ys["train"], seed)
+        acc = accuracy(clf, feats["val"], ys["val"])
         table.append({"C": C, "val_accuracy": acc})
         if acc > best[1]:
             best = (C, acc, clf)
     return best[0], best[1], best[2], table
 
 
-class Selector:
-    """Trainer callback: every ``eval_every`` steps, validation accuracy of the current features;
-    keeps the best checkpoint's model state (``best_model.pt``) and its classifier choice."""
+def score_features(cfg, feats: dict, ys: dict, seed: int) -> dict:
+    """C selected on val for one set of features; its validation and test accuracy."""
+    C, val_acc, clf, _ = select_classifier(cfg, feats, ys, seed)
+    return {"C": C, "val_accuracy": val_acc, "test_accuracy": accuracy(clf, feats["test"], ys["test"])}
 
-    def __init__(self, cfg: ExperimentConfig, data: dict[str, torch.Tensor], ys: dict[str, np.ndarray],
-                 run_dir: Path):
-        self.cfg, self.data, self.ys, self.run_dir = cfg, data, ys, Path(run_dir)
+
+def test_scores(cfg, C: float, feats: dict, ys: dict, classes: list[str], seed: int) -> tuple[object, dict]:
+    """The selected C fitted on train; its classifier, test accuracy and per-class test accuracy."""
+    clf = fit(cfg, C, feats["train"], ys["train"], seed)
+    pred = clf.predict(feats["test"])
+    per_class = {classes[k]: float((pred[ys["test"] == k] == k).mean()) for k in np.unique(ys["test"])}
+    return clf, {"test_accuracy": float((pred == ys["test"]).mean()), "per_class_test_accuracy": per_class}
+
+
+class Selector:
+    """Trainer callback: every ``classify.eval_every`` steps, the validation accuracy of the
+    current features; the best checkpoint's weights go to ``best_model.pt``.
+
+    features(model, x) -> (n, D) array; data / ys: {split: inputs} / {split: labels}. With
+    ``keep_state`` the selection is saved in ``selection.json`` and a resumed run continues it.
+    """
+
+    def __init__(self, cfg, features: Callable, data: dict, ys: dict, run_dir: Path, *,
+                 keep_state: bool = False, log: Callable[[str], None] | None = None):
+        self.cfg, self.features, self.data, self.ys = cfg, features, data, ys
+        self.run_dir, self.keep_state, self.log = Path(run_dir), keep_state, log
         self.best: dict | None = None
         self.history: list[dict] = []
+        state = self.run_dir / "selection.json"
+        if keep_state and state.is_file():  # a resumed run keeps what it selected before
+            saved = json.loads(state.read_text())
+            self.best, self.history = saved["best"], saved["history"]
 
-    def evaluate(self, model: VoxelNet, step: int) -> dict:
+    def evaluate(self, model, step: int) -> dict:
+        """Select C on the current features; keep the model when it is the best so far."""
         started = time.time()
-        feats = {k: extract_features(model, v, self.cfg.classify.batch_size) for k, v in self.data.items()
-                 if k in ("train", "val")}
+        feats = {k: self.features(model, self.data[k]) for k in ("train", "val")}
         C, acc, _, table = select_classifier(self.cfg.classify, feats, self.ys, self.cfg.train.seed)
         row = {"step": step, "val_accuracy": acc, "C": C, "by_C": table, "seconds": round(time.time() - started, 1)}
         self.history.append(row)
         if self.best is None or acc > self.best["val_accuracy"]:
             self.best = row
             save_tensors({"step": step, "model": model.state_dict()}, self.run_dir / "best_model.pt")
+        if self.keep_state:
+            text = json.dumps({"best": self.best, "history": self.history}, indent=2)
+            atomic_write(self.run_dir / "selection.json", lambda tmp: tmp.write_text(text))
+        if self.log:
+            self.log(f"step {step}: validation accuracy {acc:.4f} (C={C}) in {row['seconds']} s")
         return row
 
+    def finish(self, model, step: int) -> dict:
+        """The final step's evaluation (unless the selection already holds it); the best row."""
+        if not self.history or self.history[-1]["step"] != step:
+            self.evaluate(model, step)
+        return self.best
+
     def __call__(self, trainer, step, metrics):
-        every = self.cfg.classify.eval_every
-        if step % every == 0 and step != trainer.cfg.steps:
+        if step % self.cfg.classify.eval_every == 0 and step != trainer.cfg.steps:
             self.evaluate(trainer.model, step)
-
-
-def run_classification(cfg: ExperimentConfig, *, progress: bool = False) -> dict:
-    """Train the unsupervised model (resuming), select on val, report test accuracy."""
-    from ebm3d.tasks.training import train_models
-    from ebmcore.io import load_tensors
-
-    ds = load_shapes(cfg.data, progress=progress)
-    data = {s: config_grids(cfg.data, ds, s) for s in ("train", "val", "test")}
-    ys = {s: labels(ds, s).numpy()[: len(data[s])] for s in data}
-    run_dir = cfg.run_dir
-    selector = Selector(cfg, data, ys, run_dir)
-    models, trainers, seconds = train_models(cfg, data["train"], callbacks=[selector])
-    model = models[-1]
-    selector.evaluate(model, trainers[-1].step)
-    best = selector.best
-    chosen = VoxelNet(model.spec).to(model.mean.device)
-    chosen.load_state_dict(load_tensors(run_dir / "best_model.pt")["model"])
-    feats = {k: extract_features(chosen, v, cfg.classify.batch_size) for k, v in data.items()}
-    clf = make_classifier(cfg.classify, best["C"], cfg.train.seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf.fit(feats["train"], ys["train"])
-    test_acc = float((clf.predict(feats["test"]) == ys["test"]).mean())
-    per_class = {ds.classes[c]: float((clf.predict(feats["test"][ys["test"] == c]) == c).mean())
-                 for c in np.unique(ys["test"])}
-    report = {"test_accuracy": test_acc, "val_accuracy": best["val_accuracy"], "selected_step": best["step"],
-              "selected_C": best["C"], "classifier": cfg.classify.classifier, "feature_dim": int(feats["train"].shape[1]),
-              "n": {k: int(len(v)) for k, v in data.items()}, "per_class_test_accuracy": per_class,
-              "selection_history": selector.history, "train_seconds": round(seconds, 1),
-              "classes": ds.classes}
-    if cfg.classify.untrained_baseline:
-        report["untrained_baseline"] = untrained_baseline(cfg, model, data, ys)
-    text = json.dumps(report, indent=2)
-    atomic_write(run_dir / "classification.json", lambda tmp: tmp.write_text(text))
-    return report
-
-
-def untrained_baseline(cfg: ExperimentConfig, trained: VoxelNet, data: dict, ys: dict) -> dict:
-    """Val-selected C and test accuracy of the same pipeline on the untrained network's features."""
-    torch.manual_seed(cfg.train.seed)
-    fresh = VoxelNet(trained.spec).to(trained.mean.device)
-    fresh.mean.copy_(trained.mean)
-    feats = {k: extract_features(fresh, v, cfg.classify.batch_size) for k, v in data.items()}
-    C, val_acc, clf, _ = select_classifier(cfg.classify, feats, ys, cfg.train.seed)
-    return {"val_accuracy": val_acc, "C": C,
-            "test_accuracy": float((clf.predict(feats["test"]) == ys["test"]).mean())}

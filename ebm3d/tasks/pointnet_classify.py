@@ -5,9 +5,9 @@ ModelNet10). Its descriptor (:meth:`GenerativePointNet.features`: per-point feat
 over the points) feeds a scikit-learn linear classifier (linear SVM or logistic regression) on
 standardised features.
 
-Selection uses the validation split only: every ``classify.eval_every`` training steps (and at
-the end) each ``C`` is fitted on train and scored on validation; the best (checkpoint, C) is kept
-(``best_model.pt``) and only that pair is scored on test.
+Selection and scoring are the shared ones of :mod:`ebm3d.tasks.classification` (the checkpoint
+and C selected on validation, only that pair scored on test; the untrained network through the
+same pipeline in the same run); the selection is kept in ``selection.json`` across resumes.
 
 Robustness: the selected classifier, fitted on clean training features, classifies test clouds
 that were corrupted before the features were computed (points removed, outliers from
@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ebmcore.io import atomic_write, load_tensors, save_tensors
+from ebmcore.io import atomic_write, load_tensors
 
 from ebm3d import transforms as T
 from ebm3d.models.pointnet import GenerativePointNet
-from ebm3d.tasks.pointnet_config import PointClassifyConfig, PointNetExperiment
+from ebm3d.tasks.classification import Selector, accuracy, fit, score_features, test_scores
+from ebm3d.tasks.pointnet_config import PointNetExperiment
 
 
 @torch.no_grad()
@@ -41,72 +42,6 @@ def extract_features(model: GenerativePointNet, clouds: torch.Tensor, layers: st
     out = [model.features(clouds[i:i + batch_size], layers) for i in range(0, len(clouds), batch_size)]
     model.train(was_training)
     return torch.cat(out).numpy()
-
-
-def make_classifier(cfg: PointClassifyConfig, C: float, seed: int):
-    """Standardisation followed by a linear SVM or a multinomial logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import LinearSVC
-
-    if cfg.classifier == "logistic":
-        clf = LogisticRegression(C=C, max_iter=cfg.max_iter)
-    else:
-        clf = LinearSVC(C=C, max_iter=cfg.max_iter, random_state=seed)
-    return make_pipeline(StandardScaler(), clf)
-
-
-def fit(cfg: PointClassifyConfig, C: float, feats: np.ndarray, ys: np.ndarray, seed: int):
-    clf = make_classifier(cfg, C, seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence warnings at max_iter: the accuracy says enough
-        clf.fit(feats, ys)
-    return clf
-
-
-def select_C(cfg: PointClassifyConfig, feats: dict, ys: dict, seed: int) -> tuple[float, float, list[dict]]:
-    """Fit each C on train, score on val; (best C, its validation accuracy, the table)."""
-    table, best = [], (None, -1.0)
-    for C in cfg.C:
-        acc = float((fit(cfg, C, feats["train"], ys["train"], seed).predict(feats["val"]) == ys["val"]).mean())
-        table.append({"C": C, "val_accuracy": acc})
-        if acc > best[1]:
-            best = (C, acc)
-    return best[0], best[1], table
-
-
-class Selector:
-    """Trainer callback: every ``eval_every`` steps, the validation accuracy of the current
-    features; the best checkpoint's weights go to ``best_model.pt``."""
-
-    def __init__(self, cfg: PointNetExperiment, clouds: dict, ys: dict, run_dir: Path, log=print):
-        self.cfg, self.clouds, self.ys, self.run_dir, self.log = cfg, clouds, ys, Path(run_dir), log
-        self.best: dict | None = None
-        self.history: list[dict] = []
-        state = self.run_dir / "selection.json"
-        if state.is_file():  # a resumed run keeps what it selected before
-            saved = json.loads(state.read_text())
-            self.best, self.history = saved["best"], saved["history"]
-
-    def evaluate(self, model: GenerativePointNet, step: int) -> dict:
-        started = time.time()
-        c = self.cfg.classify
-        feats = {k: extract_features(model, self.clouds[k], c.features, c.batch_size) for k in ("train", "val")}
-        C, acc, table = select_C(c, feats, self.ys, self.cfg.train.seed)
-        row = {"step": step, "val_accuracy": acc, "C": C, "by_C": table, "seconds": round(time.time() - started, 1)}
-        self.history.append(row)
-        if self.best is None or acc > self.best["val_accuracy"]:
-            self.best = row
-            save_tensors({"step": step, "model": model.state_dict()}, self.run_dir / "best_model.pt")
-        text = json.dumps({"best": self.best, "history": self.history}, indent=2)
-        atomic_write(self.run_dir / "selection.json", lambda tmp: tmp.write_text(text))
-        self.log(f"step {step}: validation accuracy {acc:.4f} (C={C}) in {row['seconds']} s")
-        return row
-
-    def __call__(self, trainer, step, metrics):
-        if step % self.cfg.classify.eval_every == 0 and step != trainer.cfg.steps:
-            self.evaluate(trainer.model, step)
 
 
 def split_data(ds, classes=None) -> tuple[dict, dict]:
@@ -129,22 +64,15 @@ def load_selected(cfg: PointNetExperiment) -> tuple[GenerativePointNet, dict]:
     return model, record["best"]
 
 
-def score_model(cfg: PointNetExperiment, model: GenerativePointNet, clouds: dict, ys: dict) -> dict:
-    """C selected on val for one model's features; its validation and test accuracy."""
-    c = cfg.classify
-    feats = {k: extract_features(model, v, c.features, c.batch_size) for k, v in clouds.items()}
-    C, val_acc, _ = select_C(c, feats, ys, cfg.train.seed)
-    clf = fit(c, C, feats["train"], ys["train"], cfg.train.seed)
-    return {"C": C, "val_accuracy": val_acc, "test_accuracy": float((clf.predict(feats["test"]) == ys["test"]).mean())}
-
-
 def untrained_baseline(cfg: PointNetExperiment, clouds: dict, ys: dict) -> dict:
     """The same pipeline on the network as initialised (the training run's seed, no update):
     what the learned features add over random ones."""
     from ebm3d.tasks.pointnet_train import build_model
 
     torch.manual_seed(cfg.train.seed)
-    return score_model(cfg, build_model(cfg).eval(), clouds, ys)
+    model, c = build_model(cfg).eval(), cfg.classify
+    feats = {k: extract_features(model, v, c.features, c.batch_size) for k, v in clouds.items()}
+    return score_features(c, feats, ys, cfg.train.seed)
 
 
 def run_classification(cfg: PointNetExperiment, ds, log=print) -> dict:
@@ -158,18 +86,17 @@ def run_classification(cfg: PointNetExperiment, ds, log=print) -> dict:
     baseline = untrained_baseline(cfg, clouds, ys) if cfg.classify.baseline else None
     if baseline:
         log(f"untrained network: validation {baseline['val_accuracy']:.4f}, test {baseline['test_accuracy']:.4f}")
-    selector = Selector(cfg, clouds, ys, cfg.run_dir, log)
-    model, trainer, seconds = train_pointnet(cfg, clouds["train"], callbacks=[selector])
-    if not selector.history or selector.history[-1]["step"] != trainer.step:
-        selector.evaluate(model, trainer.step)
-    chosen, best = load_selected(cfg)
     c = cfg.classify
-    feats = {k: extract_features(chosen, v, c.features, c.batch_size) for k, v in clouds.items()}
-    clf = fit(c, best["C"], feats["train"], ys["train"], cfg.train.seed)
-    pred = clf.predict(feats["test"])
-    per_class = {ds.classes[k]: float((pred[ys["test"] == k] == k).mean()) for k in np.unique(ys["test"])}
-    report = {"test_accuracy": float((pred == ys["test"]).mean()), "val_accuracy": best["val_accuracy"],
-              "train_accuracy": float((clf.predict(feats["train"]) == ys["train"]).mean()),
+    features = partial(extract_features, layers=c.features, batch_size=c.batch_size)
+    selector = Selector(cfg, features, clouds, ys, cfg.run_dir, keep_state=True, log=log)
+    model, trainer, seconds = train_pointnet(cfg, clouds["train"], callbacks=[selector])
+    selector.finish(model, trainer.step)
+    chosen, best = load_selected(cfg)
+    feats = {k: features(chosen, v) for k, v in clouds.items()}
+    clf, scores = test_scores(c, best["C"], feats, ys, ds.classes, cfg.train.seed)
+    per_class = scores["per_class_test_accuracy"]
+    report = {"test_accuracy": scores["test_accuracy"], "val_accuracy": best["val_accuracy"],
+              "train_accuracy": accuracy(clf, feats["train"], ys["train"]),
               "selected_step": best["step"], "selected_C": best["C"], "classifier": c.classifier,
               "features": c.features, "feature_dim": int(feats["train"].shape[1]),
               "n": {k: int(len(v)) for k, v in clouds.items()}, "per_class_test_accuracy": per_class,
@@ -234,7 +161,7 @@ def robustness_curves(cfg: PointNetExperiment, ds, seed: int = 0, log=print) -> 
         accs = []
         for v in values:
             x = corrupt(kind, test, v, cfg.robustness.outlier_std, g)
-            acc = float((clf.predict(extract_features(model, x, c.features, c.batch_size)) == y_test).mean())
+            acc = accuracy(clf, extract_features(model, x, c.features, c.batch_size), y_test)
             accs.append(acc)
             log(f"{kind} {v:g}: {x.shape[1]} points, accuracy {acc:.4f}")
         out["curves"][kind] = {"values": values, "accuracy": accs}
