@@ -14,6 +14,7 @@ from ebmcore.config import check
 from ebmcore.errors import ConfigError
 from ebmcore.learning import TrainConfig
 
+from ebm3d.experiment import ShapeExperiment, load_typed
 from ebm3d.models.voxelnet import VoxelNetSpec
 
 DATA_SOURCES = ["shapenets_chair", "modelnet", "furniture"]
@@ -245,16 +246,11 @@ class ReferenceConfig:
 
 
 @dataclass
-class ExperimentConfig:
-    """One generative VoxelNet experiment: what ``ebm3d train`` reads.
-
-    name: the run's folder under out_dir. task: 'synthesis' (train on data.classes and sample)
-    or 'classification' (train one model on all classes, then the linear classifier).
-    """
+class ExperimentConfig(ShapeExperiment):
+    """One generative VoxelNet experiment: what ``ebm3d train`` reads for a VoxelNet config
+    (``name``, ``out_dir`` and ``task``: :class:`ebm3d.experiment.ShapeExperiment`)."""
 
     name: str = "voxelnet"
-    out_dir: str = "runs"
-    task: str = check("synthesis", choices=["synthesis", "classification"])
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -266,8 +262,7 @@ class ExperimentConfig:
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
 
     def validate(self, prefix=""):
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise ConfigError(f"{prefix}name: {self.name!r} must be a plain folder name")
+        super().validate(prefix)
         levels = self.synthesis.levels
         if levels:
             if levels[-1] != self.data.resolution:
@@ -290,14 +285,8 @@ class ExperimentConfig:
             raise ConfigError(f"{prefix}train.chains.num_chains: {self.train.chains.num_chains} is smaller "
                               f"than train.batch_size {self.train.batch_size}")
 
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
-
 
 def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a VoxelNet experiment YAML (or the defaults when ``path`` is None) with overrides
     (:func:`ebm3d.experiment.load_typed`: ``model: {name: voxelnet, ...}`` or no name)."""
-    from ebm3d.experiment import load_typed
-
     return load_typed(ExperimentConfig, "voxelnet", path, overrides)

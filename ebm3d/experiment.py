@@ -1,19 +1,41 @@
 """One loader for every shape model's experiment config (see :mod:`ebm3d.registry`).
 
-A model's config class is a dataclass tree; :func:`load_typed` reads a YAML file into it, lays
+A model's config class is a dataclass tree built on :class:`ShapeExperiment`; :func:`load_typed` reads a YAML file into it, lays
 the file (a section given in part included) over that class's own defaults, and takes the
 model's name out of the ``model`` key. :func:`load_experiment` picks the model the file names.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from ebmcore.config import apply_overrides, from_dict, to_dict, yaml_message
+from ebmcore.config import apply_overrides, check, from_dict, to_dict, yaml_message
 from ebmcore.errors import ConfigError
 
 from ebm3d import registry
+
+
+@dataclass
+class ShapeExperiment:
+    """What every shape model's experiment config has (its class adds its own sections).
+
+    name: the run's folder under out_dir. task: 'synthesis' (train on data.classes and sample)
+    or 'classification' (one model on all classes, then a linear classifier on its features).
+    """
+
+    name: str = "experiment"
+    out_dir: str = "runs"
+    task: str = check("synthesis", choices=["synthesis", "classification"])
+
+    def validate(self, prefix=""):
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"{prefix}name: {self.name!r} must be a plain folder name")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
 
 
 def read_tree(path: str | Path) -> dict:

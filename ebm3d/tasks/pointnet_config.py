@@ -18,6 +18,7 @@ from ebmcore.errors import ConfigError
 from ebmcore.learning import ChainConfig, OptimConfig, SamplerConfig, TrainConfig
 
 from ebm3d.data.points import NORMALISATIONS
+from ebm3d.experiment import ShapeExperiment, load_typed
 from ebm3d.models.pointnet import NORMS, PAPER, PointNetSpec
 
 POINT_SOURCES = ["modelnet", "furniture"]
@@ -222,18 +223,17 @@ def _default_train() -> TrainConfig:
 
 
 @dataclass
-class PointNetExperiment:
-    """One generative PointNet experiment: what ``ebm3d train`` reads when ``model: pointnet``.
+class PointNetExperiment(ShapeExperiment):
+    """One generative PointNet experiment: what ``ebm3d train`` reads for a config that names
+    the model ``pointnet`` (``name``, ``out_dir`` and ``task``: :class:`ebm3d.experiment.ShapeExperiment`).
 
     task: 'synthesis' (train on data.classes, then sample, reconstruct, interpolate, evaluate)
     or 'classification' (one model on all classes, then the linear classifier and robustness).
     threads: torch threads (1 is fastest on a busy machine).
     """
 
-    model: str = check("pointnet", choices=["pointnet"])
     name: str = "pointnet"
-    out_dir: str = "runs"
-    task: str = check("synthesis", choices=["synthesis", "classification"])
+    model: str = check("pointnet", choices=["pointnet"])
     threads: int | None = check(1, min=1, max=1024)
     data: PointDataConfig = field(default_factory=PointDataConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
@@ -246,8 +246,7 @@ class PointNetExperiment:
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
     def validate(self, prefix=""):
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise ConfigError(f"{prefix}name: {self.name!r} must be a plain folder name")
+        super().validate(prefix)
         if self.task == "classification" and self.data.normalisation != "sphere":
             raise ConfigError(f"{prefix}data.normalisation: {self.data.normalisation} uses each shape's class "
                               "to normalise it, which leaks the label into classification; use sphere")
@@ -261,10 +260,6 @@ class PointNetExperiment:
         """Points per training cloud: what the chains and a ``norm: position`` network take."""
         return self.data.train_points or self.data.n_points
 
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
-
 
 def load_pointnet_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> PointNetExperiment:
     """Read a PointNet experiment YAML (or the defaults when ``path`` is None) with overrides
@@ -274,6 +269,4 @@ def load_pointnet_experiment(path: str | Path | None = None, overrides: list[str
     here are the PointNet ones: short-run chains from N(0, 0.3^2), clamp to [-1, 1], lr 5e-4),
     not the engine's generic ones.
     """
-    from ebm3d.experiment import load_typed
-
     return load_typed(PointNetExperiment, "pointnet", path, overrides)
