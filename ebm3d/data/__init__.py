@@ -6,9 +6,11 @@
 - :mod:`.builder`: the cached, versioned ModelNet-layout builder (:func:`build_shapes`).
 - :mod:`.shapenets`: the 3D ShapeNets chair set (:func:`load_shapenets_chairs`).
 - :mod:`.synthetic`: the built-in generated furniture set (:func:`make_furniture`).
+- :mod:`.folders`: where a source's files are (:func:`source_folder`).
 """
 from .builder import BuildOptions, build_shapes
 from .dataset import SPLITS, ShapeDataset, load_dataset, save_dataset
+from .folders import source_folder
 from .readers import read_mesh, read_off, read_pcd, read_points, read_shapenets_mat
 from .shapenets import load_shapenets_chairs
 from .synthetic import FURNITURE, make_furniture
@@ -18,5 +20,5 @@ __all__ = [
     "BuildOptions", "build_shapes", "SPLITS", "ShapeDataset", "load_dataset", "save_dataset",
     "read_mesh", "read_off", "read_pcd", "read_points", "read_shapenets_mat",
     "load_shapenets_chairs", "FURNITURE", "make_furniture", "mesh_to_voxels", "points_to_voxels",
-    "voxel_iou",
+    "voxel_iou", "source_folder",
 ]

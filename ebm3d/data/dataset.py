@@ -57,6 +57,10 @@ class ShapeDataset:
             keep &= torch.isin(self.labels, ids)
         return keep
 
+    def split_labels(self, split: str | None = None, classes: str | list[str] | None = None) -> torch.Tensor:
+        """Class indices (n,) of a split and classes (see :meth:`mask`)."""
+        return self.labels[self.mask(split, classes)]
+
     def subset(self, split: str | None = None, classes: str | list[str] | None = None) -> "ShapeDataset":
         """The shapes of one split and/or some classes (labels keep their original indices)."""
         keep = self.mask(split, classes)

@@ -8,26 +8,16 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ebmcore.errors import DataError
-from ebmcore.paths import data_root
 
 from ebm3d.config import DEFAULT_FOLDERS, DataConfig
-from ebm3d.data import BuildOptions, ShapeDataset, build_shapes, load_shapenets_chairs, make_furniture
+from ebm3d.data import BuildOptions, ShapeDataset, build_shapes, load_shapenets_chairs, make_furniture, source_folder
 
 _ROTATION = re.compile(r"_(\d+)\.mat$")
-
-
-def source_folder(cfg: DataConfig) -> Path:
-    """The folder a data config reads (DataError if it is missing)."""
-    folder = Path(cfg.path) if cfg.path else data_root() / DEFAULT_FOLDERS[cfg.source]
-    if not folder.is_dir():
-        raise DataError(f"{folder}: data folder not found (set data.path or EBM_DATA)")
-    return folder
 
 
 def load_shapes(cfg: DataConfig, progress: bool = False) -> ShapeDataset:
@@ -43,7 +33,7 @@ def load_shapes(cfg: DataConfig, progress: bool = False) -> ShapeDataset:
                             n_points=0, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                             seed=cfg.seed)
     elif cfg.source == "shapenets_chair":
-        ds = load_shapenets_chairs(source_folder(cfg), test_fraction=cfg.test_fraction,
+        ds = load_shapenets_chairs(source_folder(cfg.path, DEFAULT_FOLDERS[cfg.source]), test_fraction=cfg.test_fraction,
                                    val_fraction=cfg.val_fraction, seed=cfg.seed,
                                    max_shapes=cfg.max_per_class, progress=progress)
         if cfg.rotations:
@@ -52,7 +42,7 @@ def load_shapes(cfg: DataConfig, progress: bool = False) -> ShapeDataset:
         options = BuildOptions(resolutions=(cfg.source_resolution or cfg.resolution,), n_points=0,
                                val_fraction=cfg.val_fraction, seed=cfg.seed, point_dilation=cfg.point_dilation, point_fill=cfg.point_fill,
                                max_per_class=cfg.max_per_class, workers=cfg.workers)
-        ds = build_shapes(source_folder(cfg), options, progress=progress)
+        ds = build_shapes(source_folder(cfg.path, DEFAULT_FOLDERS[cfg.source]), options, progress=progress)
     if cfg.classes and cfg.source != "furniture":
         ds = ds.subset(classes=cfg.classes)
     if cfg.resolution not in ds.voxels and max(ds.voxels) % cfg.resolution:
@@ -108,4 +98,4 @@ def config_grids(cfg: DataConfig, ds: ShapeDataset, split: str | None) -> torch.
 
 def labels(ds: ShapeDataset, split: str | None) -> torch.Tensor:
     """Class indices (N,) of a split, aligned with :func:`grids`."""
-    return ds.labels[ds.mask(split)]
+    return ds.split_labels(split)

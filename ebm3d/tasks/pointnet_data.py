@@ -6,27 +6,17 @@ one split, :func:`labels` its class indices.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
 from ebmcore.errors import DataError
-from ebmcore.paths import data_root
 
-from ebm3d.data import BuildOptions, ShapeDataset, build_shapes, make_furniture
+from ebm3d.data import BuildOptions, ShapeDataset, build_shapes, make_furniture, source_folder
 from ebm3d.tasks.pointnet_config import PointDataConfig
 
 DEFAULT_FOLDER = "modelnet10-pcd"
 #: The builder always makes voxel grids too; the smallest it allows keeps that cheap.
 _VOXEL_RESOLUTION = 8
-
-
-def source_folder(cfg: PointDataConfig) -> Path:
-    """The folder a data config reads (DataError if it is missing)."""
-    folder = Path(cfg.path) if cfg.path else data_root() / DEFAULT_FOLDER
-    if not folder.is_dir():
-        raise DataError(f"{folder}: data folder not found (set data.path or EBM_DATA)")
-    return folder
 
 
 def load_point_shapes(cfg: PointDataConfig, progress: bool = False) -> ShapeDataset:
@@ -48,7 +38,7 @@ def load_point_shapes(cfg: PointDataConfig, progress: bool = False) -> ShapeData
                                normalisation=cfg.normalisation, val_fraction=cfg.val_fraction,
                                seed=cfg.seed, classes=classes, max_per_class=cfg.max_per_class,
                                workers=cfg.workers)
-        ds = build_shapes(source_folder(cfg), options, progress=progress)
+        ds = build_shapes(source_folder(cfg.path, DEFAULT_FOLDER), options, progress=progress)
     if ds.points is None:
         raise DataError(f"{cfg.source}: the prepared dataset holds no point sets")
     return ds
@@ -64,4 +54,4 @@ def points(ds: ShapeDataset, split: str | None, classes: list[str] | None = None
 
 def labels(ds: ShapeDataset, split: str | None, classes: list[str] | None = None) -> torch.Tensor:
     """Class indices (n,) of a split, aligned with :func:`points`."""
-    return ds.labels[ds.mask(split, classes)]
+    return ds.split_labels(split, classes)
