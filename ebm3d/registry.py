@@ -56,13 +56,15 @@ class Command:
 class ShapeModel:
     """A registered shape model.
 
-    load_experiment(path, overrides) -> its experiment config; load_run(run_dir, overrides) ->
+    config: its experiment config class (an :class:`ebm3d.experiment.ShapeExperiment`);
+    load_experiment(path, overrides) -> such a config; load_run(run_dir, overrides) ->
     (config, trained model(s)); build_model(cfg, ...) -> an untrained network; commands: the
     command-line commands it answers.
     """
 
     name: str
     description: str
+    config: type
     load_experiment: Callable
     load_run: Callable
     build_model: Callable

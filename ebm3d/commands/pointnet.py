@@ -27,7 +27,7 @@ from ebmcore.io import save_tensors
 
 from ebm3d.commands.common import clear_run, load_config, print_json, write_json
 from ebm3d.registry import Command, ShapeModel, option
-from ebm3d.tasks.pointnet_config import load_pointnet_experiment
+from ebm3d.tasks.pointnet_config import PointNetExperiment, load_pointnet_experiment
 from ebm3d.tasks.pointnet_train import build_model, load_pointnet_run
 
 
@@ -232,6 +232,7 @@ _NO_ROBUSTNESS = option("--no-robustness", action="store_true", help="classifica
 MODEL = ShapeModel(
     name="pointnet",
     description="generative PointNet: train, sample, reconstruct, interpolate, evaluate, classify, robustness",
+    config=PointNetExperiment,
     load_experiment=load_pointnet_experiment,
     load_run=load_pointnet_run,
     build_model=build_model,

@@ -28,7 +28,7 @@ from ebmcore.io import load_tensors
 
 from ebm3d.commands.common import clear_run, load_config, print_json, write_json
 from ebm3d.registry import Command, ShapeModel, option
-from ebm3d.config import load_experiment
+from ebm3d.config import ExperimentConfig, load_experiment
 from ebm3d.tasks.training import build_model, load_run
 
 
@@ -231,6 +231,7 @@ _RECORD = option("--record", metavar="SECTION", help="also evaluate on the test 
 MODEL = ShapeModel(
     name="voxelnet",
     description="generative VoxelNet: train, sample, recover, super-resolve, classify, evaluate",
+    config=ExperimentConfig,
     load_experiment=load_experiment,
     load_run=load_run,
     build_model=build_model,

@@ -60,3 +60,9 @@ def test_model_section_with_a_name_and_partial_sections(tmp_path):
     assert cfg.train.steps == 7 and cfg.train.sampler == PointNetExperiment().train.sampler  # PointNet defaults
     with pytest.raises(ConfigError, match="not a voxelnet"):
         load_experiment(tmp_path / "p.yaml", model="voxelnet")
+
+
+def test_each_entry_names_its_config_class_and_loaders():
+    for model in registry.models():
+        cfg = model.load_experiment(None, [])
+        assert type(cfg) is model.config and cfg.run_dir.name == cfg.name
