@@ -6,6 +6,13 @@ from pathlib import Path
 
 from ebmcore.io import atomic_write
 
+from ebm3d.registry import option
+
+#: options that more than one model's commands take
+FRESH = option("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+N_SAMPLES = option("--n", type=int, default=None, help="number of samples (default synthesis.n_samples)")
+SAMPLES_OUT = option("--out", default="samples_fresh", help="file stem in the run folder (default samples_fresh)")
+
 
 def write_json(path: Path, obj: dict) -> None:
     """Write ``obj`` as indented JSON to ``path`` (atomically)."""

@@ -25,7 +25,7 @@ import torch
 from ebmcore.errors import DataError
 from ebmcore.io import save_tensors
 
-from ebm3d.commands.common import clear_run, load_config, print_json, write_json
+from ebm3d.commands.common import FRESH, N_SAMPLES, SAMPLES_OUT, clear_run, load_config, print_json, write_json
 from ebm3d.registry import Command, ShapeModel, option
 from ebm3d.tasks.pointnet_config import PointNetExperiment, load_pointnet_experiment
 from ebm3d.tasks.pointnet_train import build_model, load_pointnet_run
@@ -226,7 +226,6 @@ def cmd_robustness(args) -> int:
     return 0
 
 
-_FRESH = option("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
 _NO_ROBUSTNESS = option("--no-robustness", action="store_true", help="classification: skip the robustness curves")
 
 MODEL = ShapeModel(
@@ -238,16 +237,16 @@ MODEL = ShapeModel(
     build_model=build_model,
     commands={
         "train": Command("train a run (resumes) and write its results", "config", cmd_train,
-                         (_FRESH, _NO_ROBUSTNESS)),
+                         (FRESH, _NO_ROBUSTNESS)),
         "classify": Command("one model on all classes + linear classifier + robustness", "config", cmd_classify,
-                            (_FRESH, _NO_ROBUSTNESS)),
+                            (FRESH, _NO_ROBUSTNESS)),
         "sample": Command("fresh samples from a trained run", "run", cmd_sample, (
-            option("--n", type=int, default=None, help="number of samples (default synthesis.n_samples)"),
+            N_SAMPLES,
             option("--points", type=int, default=None, help="points per sample (default: the training count)"),
             option("--noise", choices=["constant", "none"], default=None,
                    help="chain noise (default synthesis.noise)"),
             option("--ply", action="store_true", help="also export every sample as .ply"),
-            option("--out", default="samples_fresh", help="file stem in the run folder (default samples_fresh)"))),
+            SAMPLES_OUT)),
         "reconstruct": Command("reconstruct held-out clouds through the chain", "run", cmd_reconstruct, (
             option("--out", default="reconstruction", help="file stem in the run folder (default reconstruction)"),)),
         "interpolate": Command("interpolation strips between noise vectors", "run", cmd_interpolate),

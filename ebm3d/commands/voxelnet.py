@@ -26,7 +26,7 @@ from pathlib import Path
 from ebmcore.errors import ConfigError, DataError
 from ebmcore.io import load_tensors
 
-from ebm3d.commands.common import clear_run, load_config, print_json, write_json
+from ebm3d.commands.common import FRESH, N_SAMPLES, SAMPLES_OUT, clear_run, load_config, print_json, write_json
 from ebm3d.registry import Command, ShapeModel, option
 from ebm3d.config import ExperimentConfig, load_experiment
 from ebm3d.tasks.training import build_model, load_run
@@ -224,7 +224,6 @@ def cmd_evaluate(args) -> int:
 
 
 _THREADS = option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy shared machine)")
-_FRESH = option("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
 _RECORD = option("--record", metavar="SECTION", help="also evaluate on the test split and record the figures as "
                  "this section of docs/results/ebm3d.json")
 
@@ -237,12 +236,12 @@ MODEL = ShapeModel(
     build_model=build_model,
     commands={
         "train": Command("train a run (resumes) and write its results", "config", cmd_train,
-                         (_FRESH, _RECORD, _THREADS)),
+                         (FRESH, _RECORD, _THREADS)),
         "classify": Command("unsupervised model on all classes + linear classifier", "config", cmd_classify,
-                            (_FRESH, _RECORD, _THREADS)),
+                            (FRESH, _RECORD, _THREADS)),
         "sample": Command("fresh samples from a trained run", "run", cmd_sample, (
-            option("--n", type=int, default=None, help="number of samples (default synthesis.n_samples)"),
-            option("--out", default="samples_fresh", help="file stem in the run folder (default samples_fresh)"),
+            N_SAMPLES,
+            SAMPLES_OUT,
             _THREADS)),
         "recover": Command("recover corrupted shapes; baselines in the same run", "run", cmd_recover, (
             option("--corruption", choices=["random", "region", "both"], default="both"), _THREADS)),
