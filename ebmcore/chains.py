@@ -20,7 +20,21 @@ import torch
 import torch.nn.functional as F
 
 
-class NoiseChains:
+class StatelessChains:
+    """Base of chain initialisers that keep nothing between calls: ``update`` ignores the
+    samples and the state is empty. Subclasses implement ``init``."""
+
+    def update(self, samples):
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class NoiseChains(StatelessChains):
     """Fresh Gaussian noise N(mean, std^2) every call: short-run, non-persistent chains."""
 
     def __init__(self, shape: Sequence[int], std: float = 1.0, mean: float = 0.0):
@@ -31,15 +45,6 @@ class NoiseChains:
 
     def init(self, n, data=None, generator=None, cond=None):
         return self.noise(n, generator, data.dtype if data is not None else torch.float32)
-
-    def update(self, samples):
-        pass
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
 
 
 class DataChains(NoiseChains):

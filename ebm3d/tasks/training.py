@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from ebmcore.chains import multigrid, upsample
+from ebmcore.chains import StatelessChains, multigrid, upsample
 from ebmcore.errors import ConfigError
 from ebmcore.io import atomic_write, load_tensors
 from ebmcore.learning import CHECKPOINT, TrainConfig, Trainer
@@ -86,7 +86,7 @@ class VoxelTrainer(Trainer):
         return self.chains.paste(x_syn) if isinstance(self.chains, RecoveryChains) else x_syn
 
 
-class RecoveryChains:
+class RecoveryChains(StatelessChains):
     """Negatives of a dedicated recovery model (the official recovery training).
 
     ``init(n, data)`` hides each voxel of the centred batch ``data`` (n, 1, R, R, R) with
@@ -111,15 +111,6 @@ class RecoveryChains:
         """The samples with the observed voxels of the last ``init`` restored."""
         return torch.where(self._mask, self._observed, samples)
 
-    def update(self, samples):
-        pass
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
-
 
 def effective_train_config(cfg: ExperimentConfig, n_train: int) -> TrainConfig:
     """``cfg.train`` with ``cfg.algorithm.bookkeeping`` applied for ``n_train`` training shapes.
@@ -138,7 +129,7 @@ def effective_train_config(cfg: ExperimentConfig, n_train: int) -> TrainConfig:
     return train
 
 
-class CoarseChains:
+class CoarseChains(StatelessChains):
     """Training chains of a finer multigrid level: every batch starts from fresh samples of the
     coarser levels (coarse to fine from noise), upsampled to this level and centred."""
 
@@ -152,15 +143,6 @@ class CoarseChains:
         occupancy = coarse_samples(self.coarse, n, self.steps, self.step_size, self.noise_std, self.factor,
                                    generator, self.noise, self.clamp)
         return self.model.centre(upsample(occupancy, self.factor))
-
-    def update(self, samples):
-        pass
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
 
 
 def coarse_samples(models: list[VoxelNet], n: int, steps: int, step_size: float, noise_std: float,
