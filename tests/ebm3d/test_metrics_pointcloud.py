@@ -23,14 +23,7 @@ from ebm3d.metrics import (
 from ebm3d.metrics.pointcloud import grid_centres
 from ebmcore.errors import DataError
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: a second intra-op thread only adds synchronisation on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rng_sets(seed, b, n, scale=1.0):

@@ -14,15 +14,8 @@ from ebm3d.tasks.pointnet_config import load_pointnet_experiment
 from ebm3d.tasks.pointnet_data import load_point_shapes
 
 PCD = data_root() / "modelnet10-pcd"
-pytestmark = pytest.mark.skipif(not PCD.is_dir(), reason=f"shared modelnet10-pcd not found at {PCD}")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(not PCD.is_dir(), reason=f"shared modelnet10-pcd not found at {PCD}")]
 
 
 def test_classifier_pipeline_and_robustness_on_a_real_slice(tmp_path, monkeypatch):

@@ -17,16 +17,10 @@ from ebm3d.tasks.pointnet_config import load_pointnet_experiment
 from ebm3d.tasks.pointnet_tasks import chain_settings
 from ebm3d.tasks.pointnet_train import build_model, make_trainer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SYNTHESIS = ("pointnet_paper.yaml", "pointnet_chair_cpu.yaml")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _flat_score(cfg) -> GenerativePointNet:

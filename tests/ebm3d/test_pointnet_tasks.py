@@ -23,20 +23,13 @@ from ebm3d.tasks.pointnet_tasks import (
 )
 from ebm3d.tasks.pointnet_train import build_model, load_pointnet_run
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 PCD = data_root() / "modelnet10-pcd"
 needs_pcd = pytest.mark.skipif(not (PCD / "chair").is_dir(), reason=f"shared modelnet10-pcd not found at {PCD}")
 TINY = ["energy.widths=[8,16]", "energy.mlp=[8]", "energy.sigma_ref=null", "energy.norm=layer", "train.sampler.steps=4",
         "train.sampler.step_size=1.0", "train.sampler.noise_scale=0.01", "data.train_points=32",
         "data.n_points=64", "threads=1"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads make these small ops much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _cfg(tmp_path, *extra):
