@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from ebmcore.learning import sampler_kwargs
+from ebmcore.training_config import sampler_kwargs
 from ebmcore.sampling import sample
 from ebmtraj import ioc
 from ebmtraj.config import load

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ebmcore.config import check
 from ebmcore.errors import ConfigError
-from ebmcore.learning import TrainConfig
+from ebmcore.training_config import TrainConfig
 
 from ebm3d.experiment import ShapeExperiment, load_typed
 from ebm3d.models.voxelnet import VoxelNetSpec

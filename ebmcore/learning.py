@@ -25,17 +25,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import runs
-
 from . import distributed as dist_utils
+from . import runs
 from .chains import make_chains
 from .config import save_config, to_dict
 from .errors import ConfigError, DivergenceError
 from .io import load_checkpoint, load_weights, save_tensors
 from .progress import progress_bar
 from .sampling import sample
-from .training_config import (ChainConfig, GuardConfig, OptimConfig, SamplerConfig,  # noqa: F401 (re-exported)
-                              TrainConfig, sampler_from_config, sampler_kwargs)
+from .training_config import OptimConfig, TrainConfig, sampler_kwargs
 from .tracking import MetricsLogger, plot_curves
 
 CHECKPOINT = "checkpoint.pt"
@@ -222,13 +220,14 @@ class Trainer:
         returns its metrics, or None if the guard rejected it (state restored, step size shrunk)."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        parts = []
+        sums: dict[str, float] = {}
         for k in range(self.micro_batches):
             out = self._micro_step(self.step * self.micro_batches + k)
             if isinstance(out, str):
                 return self._recover(out)
-            parts.append(out)
-            self.chains.update(out[1])
+            part, x_syn = out  # only the last minibatch's samples are kept (an epoch's would not fit)
+            sums = {key: sums.get(key, 0.0) + value for key, value in part.items()}
+            self.chains.update(x_syn)
         guard = self.cfg.guard.enabled
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.cfg.optim.grad_clip
@@ -240,12 +239,12 @@ class Trainer:
             self.scheduler.step()
         if guard and not dist_utils.all_ok(_all_finite(self.model.parameters())):
             return self._recover("non-finite parameters after the update")
-        self.last_samples = parts[-1][1]
+        self.last_samples = x_syn
         self.step += 1
         if self.step % self.cfg.guard.snapshot_every == 0:
             self._snapshot = copy.deepcopy(self.state_dict())
             self.retries = 0
-        metrics = {k: sum(m[k] for m, _ in parts) / len(parts) for k in parts[0][0]}
+        metrics = {key: value / self.micro_batches for key, value in sums.items()}
         return {**metrics, "grad_norm": float(grad_norm), "step_size": self.step_size,
                 "lr": self.optimizer.param_groups[0]["lr"]}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ebmcore.config import check
 from ebmcore.errors import ConfigError
-from ebmcore.learning import ChainConfig, OptimConfig, SamplerConfig, TrainConfig
+from ebmcore.training_config import ChainConfig, OptimConfig, SamplerConfig, TrainConfig
 
 from ebm3d.data.points import NORMALISATIONS
 from ebm3d.experiment import ShapeExperiment, load_typed

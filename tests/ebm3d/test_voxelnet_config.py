@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ebmcore.errors import ConfigError
-from ebmcore.learning import TrainConfig
+from ebmcore.training_config import TrainConfig
 from ebm3d.cli import main
 from ebm3d.config import ExperimentConfig, load_experiment
 from ebm3d.tasks.training import levels_of

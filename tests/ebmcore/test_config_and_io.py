@@ -9,7 +9,7 @@ import torch
 from ebmcore.config import load_config, save_config
 from ebmcore.errors import CheckpointError, ConfigError
 from ebmcore.io import load_tensors, safe_extract, save_tensors
-from ebmcore.learning import TrainConfig
+from ebmcore.training_config import TrainConfig
 
 
 def _write(tmp_path, text):

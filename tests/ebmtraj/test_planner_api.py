@@ -32,7 +32,7 @@ def planner_checkpoint() -> dict:
     if _CACHE:
         return _CACHE
     from ebmcore.io import load_tensors
-    from ebmcore.learning import TrainConfig
+    from ebmcore.training_config import TrainConfig
     from ebmtraj import ioc
     from ebmtraj.cost_inputs import build_inputs, future_states
     from ebmtraj.data.lanes import LaneMap
