@@ -4,14 +4,15 @@ One model is trained without labels on the training split of all classes; its de
 model's ``features``) feeds a scikit-learn linear classifier (multinomial logistic regression or
 a linear SVM) on standardised features.
 
-Selection uses the validation split only: every ``classify.eval_every`` training steps (and at
-the end) each value of ``C`` is fitted on train and scored on validation (:class:`Selector`); the
+Selection uses validation only: every ``classify.eval_every`` training steps (and at the end)
+each value of ``C`` is scored on validation (:func:`validation_accuracy`, :class:`Selector`); the
 best (checkpoint, C) pair is kept in ``best_model.pt``, and only that pair is scored on test
 (:func:`test_scores`). The untrained network goes through the same selection
 (:func:`score_features`). A model's task module supplies its features, training and data.
 
 The ``classify`` config section this module reads has ``classifier`` (``logistic`` or ``svm``),
-``C`` (the values tried), ``max_iter`` and ``eval_every``.
+``C`` (the values tried), ``max_iter``, ``eval_every`` and ``folds`` (0: the val split;
+k: k-fold cross-validation over train and val).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from ebmcore.errors import ConfigError
 from ebmcore.io import atomic_write, save_tensors
 
 
@@ -54,17 +56,34 @@ def accuracy(clf, feats: np.ndarray, ys: np.ndarray) -> float:
     return float((clf.predict(feats) == ys).mean())
 
 
+def validation_accuracy(cfg, C: float, feats: dict[str, np.ndarray], ys: dict[str, np.ndarray],
+                        seed: int) -> float:
+    """The validation accuracy of the classifier with this ``C``.
+
+    ``cfg.folds`` 0: fitted on train, scored on the val split. ``cfg.folds`` k > 1: the mean
+    accuracy of stratified k-fold cross-validation over train and val together (seeded by
+    ``seed``); with ~4000 shapes instead of ~400 its standard error is about a third.
+    """
+    if not cfg.folds:
+        return accuracy(fit(cfg, C, feats["train"], ys["train"], seed), feats["val"], ys["val"])
+    from sklearn.model_selection import StratifiedKFold
+
+    if cfg.folds == 1:
+        raise ConfigError("classify.folds: 1 fold is no cross-validation; use 0 (the val split) or 2 or more")
+    x = np.concatenate([feats["train"], feats["val"]])
+    y = np.concatenate([ys["train"], ys["val"]])
+    folds = StratifiedKFold(cfg.folds, shuffle=True, random_state=seed).split(x, y)
+    return float(np.mean([accuracy(fit(cfg, C, x[a], y[a], seed), x[b], y[b]) for a, b in folds]))
+
+
 def select_classifier(cfg, feats: dict[str, np.ndarray], ys: dict[str, np.ndarray],
                       seed: int) -> tuple[float, float, object, list[dict]]:
-    """Fit one classifier per C on train, score on val; (best C, its val accuracy, its classifier, table)."""
-    table, best = [], (None, -1.0, None)
-    for C in cfg.C:
-        clf = fit(cfg, C, feats["train"], ys["train"], seed)
-        acc = accuracy(clf, feats["val"], ys["val"])
-        table.append({"C": C, "val_accuracy": acc})
-        if acc > best[1]:
-            best = (C, acc, clf)
-    return best[0], best[1], best[2], table
+    """Score every C on validation (:func:`validation_accuracy`); (best C, its validation
+    accuracy, its classifier fitted on train, table)."""
+    table = [{"C": C, "val_accuracy": validation_accuracy(cfg, C, feats, ys, seed)} for C in cfg.C]
+    best = max(table, key=lambda row: row["val_accuracy"])  # the first of equal scores
+    clf = fit(cfg, best["C"], feats["train"], ys["train"], seed)
+    return best["C"], best["val_accuracy"], clf, table
 
 
 def score_features(cfg, feats: dict, ys: dict, seed: int) -> dict:

@@ -186,6 +186,8 @@ class PointClassifyConfig:
     baseline: also score the untrained network's features (same seed, same selection on
         validation), reported next to the trained ones.
     record: a section of docs/results/ebm3d.json that the classification writes (None: none).
+    folds: 0 scores on the val split; k > 1 by stratified k-fold cross-validation over train and
+        val together (:func:`ebm3d.tasks.classification.validation_accuracy`).
     """
 
     classifier: str = check("svm", choices=["svm", "logistic"])
@@ -196,6 +198,7 @@ class PointClassifyConfig:
     batch_size: int = check(64, min=1, max=100_000)
     baseline: bool = True
     record: str | None = None
+    folds: int = check(0, min=0, max=20)
 
 
 @dataclass
