@@ -53,21 +53,21 @@ class BicycleParams:
 
 
 def softclip(z: torch.Tensor, lo: float, hi: float, margin: float) -> torch.Tensor:
-    """Identity on [lo + margin, hi - margin], tanh-saturating to (lo, hi) beyond; C1."""
-    a, b = lo + margin, hi - margin
-    up = b + margin * torch.tanh((z - b) / margin)
-    down = a - margin * torch.tanh((a - z) / margin)
-    return torch.where(z > b, up, torch.where(z < a, down, z))
+    """Identity on [lo + margin, hi - margin], tanh-saturating to (lo, hi) beyond; C1.
+
+    Written as ``c + margin * tanh((z - c) / margin)`` with ``c`` = z clamped to the identity
+    range (``c = z`` inside, the nearer end outside): six element-wise ops, forward and
+    backward, for any shape."""
+    c = z.clamp(lo + margin, hi - margin)
+    return c + margin * torch.tanh((z - c) / margin)
 
 
 def softclip_inverse(y: torch.Tensor, lo: float, hi: float, margin: float,
                      eps: float = 1e-3) -> torch.Tensor:
     """The latent value whose :func:`softclip` is ``y`` (``y`` clamped inside (lo, hi))."""
-    a, b = lo + margin, hi - margin
     y = y.clamp(lo + eps * margin, hi - eps * margin)
-    up = b + margin * torch.atanh((y - b) / margin)
-    down = a - margin * torch.atanh((a - y) / margin)
-    return torch.where(y > b, up, torch.where(y < a, down, y))
+    c = y.clamp(lo + margin, hi - margin)
+    return c + margin * torch.atanh((y - c) / margin)
 
 
 class KinematicBicycle:
@@ -106,11 +106,10 @@ class KinematicBicycle:
             raise ValueError(f"leading dims differ: x0 {tuple(x0.shape)} vs u {tuple(u.shape)}")
         p, dt = self.p, self.p.dt
         v_lat0, a_lat0, d_lat0 = self.latent(x0)
-        a_lat = a_lat0.unsqueeze(-1) + torch.cumsum(u[..., 0], dim=-1)
-        d_lat = d_lat0.unsqueeze(-1) + torch.cumsum(u[..., 1], dim=-1)
+        lat = torch.stack([a_lat0, d_lat0], -1).unsqueeze(-2) + torch.cumsum(u, dim=-2)   # (..., T, 2)
         # Grid values at steps 0..T (step 0 from x0 itself, already inside the bounds).
-        a = torch.cat([x0[..., A:A + 1], self._accel(a_lat)], dim=-1)
-        d = torch.cat([x0[..., DELTA:DELTA + 1], self._steer(d_lat)], dim=-1)
+        a = torch.cat([x0[..., A:A + 1], self._accel(lat[..., 0])], dim=-1)
+        d = torch.cat([x0[..., DELTA:DELTA + 1], self._steer(lat[..., 1])], dim=-1)
         a0, a1 = a[..., :-1], a[..., 1:]
         dv = torch.cumsum(dt * (a0 + a1) / 2, dim=-1)
         dv_prev = torch.cat([torch.zeros_like(dv[..., :1]), dv[..., :-1]], dim=-1)
@@ -125,11 +124,11 @@ class KinematicBicycle:
         th0 = x0[..., THETA:THETA + 1]
         th = torch.cat([th0, th0 + dth], dim=-1)
         th_mid = th[..., :-1] + dt / 24 * (5 * w0 + 8 * w_mid - w1)
-        vx, vy = v * torch.cos(th), v * torch.sin(th)
-        vx_mid, vy_mid = v_mid * torch.cos(th_mid), v_mid * torch.sin(th_mid)
-        x = x0[..., X:X + 1] + torch.cumsum(dt / 6 * (vx[..., :-1] + 4 * vx_mid + vx[..., 1:]), -1)
-        y = x0[..., Y:Y + 1] + torch.cumsum(dt / 6 * (vy[..., :-1] + 4 * vy_mid + vy[..., 1:]), -1)
-        return torch.stack([x, y, v[..., 1:], th[..., 1:], a[..., 1:], d[..., 1:]], dim=-1)
+        # velocity vectors (x, y) on the grid and at mid-steps, integrated together
+        vel = v.unsqueeze(-1) * torch.stack([torch.cos(th), torch.sin(th)], -1)          # (..., T+1, 2)
+        vel_mid = v_mid.unsqueeze(-1) * torch.stack([torch.cos(th_mid), torch.sin(th_mid)], -1)
+        xy = x0[..., None, X:Y + 1] + torch.cumsum(dt / 6 * (vel[..., :-1, :] + 4 * vel_mid + vel[..., 1:, :]), -2)
+        return torch.cat([xy, torch.stack([v[..., 1:], th[..., 1:], a[..., 1:], d[..., 1:]], -1)], -1)
 
     def controls_from_states(self, x0: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         """Closed-form controls: the steps of the latent acceleration and steering.

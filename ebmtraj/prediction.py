@@ -93,6 +93,7 @@ class RowEnergy:
             cond["nominal"] = model.nominal(cond)
             self.enc = model.cost.neural.encode(cond) if model.cost.use_neural else None
         self.cond = cond
+        self.last = None
 
     def forward(self, z: torch.Tensor):
         fn = _compiled(row_forward) if self.compile else row_forward
@@ -113,6 +114,23 @@ class RowEnergy:
         if self.model.sigma_ref is not None:
             g = g + z / self.model.sigma_ref ** 2
         return cost.detach() + self.prior(z), g
+
+    def energy(self, z: torch.Tensor) -> torch.Tensor:
+        """Energy (B,) of z (B,T,2) without a gradient (the search's last evaluation); keeps
+        (z, states, controls) as ``last``, so the search's result need not be rolled out again."""
+        z = z.detach()
+        with torch.no_grad():
+            cost, states, u = self.forward(z)
+        self.last = (z, states, u)
+        return cost + self.prior(z)
+
+    def rollout(self, z: torch.Tensor):
+        """(states (B,T,6), controls (B,T,2)) of z (B,T,2) without a gradient (``last``'s when
+        z is the last evaluated one)."""
+        if self.last is not None and self.last[0].shape == z.shape and torch.equal(self.last[0], z):
+            return self.last[1:]
+        with torch.no_grad():
+            return self.model.rollout(z.detach(), self.cond)
 
     def evaluate(self, z: torch.Tensor):
         """(energy (B,), cost (B,), states (B,T,6), controls (B,T,2)) without gradients."""
@@ -166,7 +184,7 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
     def run(e, z0, k, **kw):
         nonlocal hit, iters, best_e, spent, evals
         g = None if groups is None else groups.repeat_interleave(k) * k + torch.arange(len(z0)) % k
-        r = anytime_search(e.energy_and_grad, z0, groups=g, deadline=deadline, generator=gen,
+        r = anytime_search(e.energy_and_grad, z0, energy_fn=e.energy, groups=g, deadline=deadline, generator=gen,
                            expected=seconds_per_row * len(z0), **kw)
         hit, iters, spent = hit or r.deadline_hit, iters + r.iterations, spent + r.seconds
         evals += r.iterations * len(z0)
@@ -197,8 +215,7 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
                 noise=True)
     if best_e is None or len(best_e) != len(z):                      # not searched: evaluate
         best_e = energy.evaluate(z)[0] if deadline is None else torch.full(z.shape[:1], math.inf)
-    with torch.no_grad():
-        states, u = model.rollout(z, energy.cond)
+    states, u = energy.rollout(z)
     e = torch.where(torch.isinf(best_e), torch.full_like(best_e, math.nan), best_e)
     c = e - energy.prior(z)
     view = lambda x: x.view(n, k, *x.shape[1:])
@@ -255,21 +272,56 @@ def predict_rows(model: IOCEnergy, c: dict, cfg: PredictConfig, *, joint: bool =
     make = lambda cc: RowEnergy(model, cc, joint_weight=cfg.interaction_weight if joint else 0.0,
                                 fixed_weight=fixed_weight, margin=margin, compile=compile,
                                 gap=cfg.pair_gap)
-    start, ccfg = None, cfg
-    if joint and cfg.joint_start == "independent":
-        indep = lambda cc: RowEnergy(model, cc, compile=compile)
-        solo = replace(cfg, mode="adam", samples=1)
-        alone = search_rows(model, c, solo, make_energy=indep, generator=generator, deadline=deadline,
-                            seconds_per_row=search_kw.get("seconds_per_row", 0.0))
-        start = alone["z"][:, 0]
-        ccfg = replace(cfg, opt_steps=cfg.opt_steps if cfg.joint_steps is None else cfg.joint_steps)
-    res = search_rows(model, c, ccfg, make_energy=make, groups=groups, generator=generator,
-                      deadline=deadline, start=start, **search_kw)
-    if start is not None and cfg.mode == "adam":
-        keep = ~scene_contact(alone["states"][:, 0], c, groups)
-        for key in ("z", "states", "controls", "energy", "cost"):
-            res[key] = torch.where(keep.view(-1, *[1] * (res[key].dim() - 1)), alone[key], res[key])
-    return res
+    if not (joint and cfg.joint_start == "independent"):
+        return search_rows(model, c, cfg, make_energy=make, groups=groups, generator=generator,
+                           deadline=deadline, **search_kw)
+    indep = lambda cc: RowEnergy(model, cc, compile=compile)
+    solo = replace(cfg, mode="adam", samples=1)
+    alone = search_rows(model, c, solo, make_energy=indep, generator=generator, deadline=deadline,
+                        seconds_per_row=search_kw.get("seconds_per_row", 0.0))
+    ccfg = replace(cfg, opt_steps=cfg.opt_steps if cfg.joint_steps is None else cfg.joint_steps)
+    if cfg.mode != "adam":
+        return search_rows(model, c, ccfg, make_energy=make, groups=groups, generator=generator,
+                           deadline=deadline, start=alone["z"][:, 0], **search_kw)
+    return repair_contacts(model, c, ccfg, alone, make, groups, generator=generator,
+                           deadline=deadline, **search_kw)
+
+
+def repair_contacts(model: IOCEnergy, c: dict, cfg: PredictConfig, alone: dict, make_energy,
+                    groups: torch.Tensor, **search_kw) -> dict:
+    """The joint repair (mode 'adam'): the independent minimum-cost result ``alone`` of the
+    rows ``c`` (N rows, K = 1), with the scenes (``groups`` (N,)) where it brings two vehicles
+    into contact (:func:`scene_contact`) replaced by the joint search of ``cfg`` from their
+    independent controls. Live slots only hold rows of the same scene, so the contact scenes
+    are searched on their own (their rows alone: the same per-row updates and per-scene
+    choices as in the whole batch); without a contact no joint evaluation runs."""
+    hit = scene_contact(alone["states"][:, 0], c, groups)
+    if not bool(hit.any()):
+        return alone
+    rows = hit.nonzero().squeeze(1)
+    kw = {k: (v[rows] if k == "extra_starts" and v is not None else v) for k, v in search_kw.items()}
+    res = search_rows(model, subset_rows(c, rows), cfg, make_energy=make_energy, groups=groups[rows],
+                      start=alone["z"][rows, 0], **kw)
+    out = dict(alone, iterations=res["iterations"], deadline_hit=alone["deadline_hit"] or res["deadline_hit"],
+               seconds_per_row=res["seconds_per_row"] or alone["seconds_per_row"],
+               search_seconds=alone["search_seconds"] + res["search_seconds"])
+    for key in ("z", "states", "controls", "energy", "cost"):
+        full = alone[key].expand(-1, res[key].shape[1], *alone[key].shape[2:]).clone()
+        full[rows] = res[key]
+        out[key] = full
+    return out
+
+
+def subset_rows(cond: dict, rows: torch.Tensor) -> dict:
+    """The rows ``rows`` (R,) int64 of ``cond`` (every value (N, ...)), live slots (``nbr_row``)
+    renumbered; slots holding a row outside ``rows`` become empty (-1)."""
+    out = {k: v[rows] for k, v in cond.items()}
+    if "nbr_row" in out:
+        new = torch.full((len(cond["x0"]),), -1, dtype=torch.int64)
+        new[rows] = torch.arange(len(rows))
+        nbr = out["nbr_row"]
+        out["nbr_row"] = torch.where(nbr >= 0, new[nbr.clamp_min(0)], nbr)
+    return out
 
 
 def scene_contact(states: torch.Tensor, cond: dict, groups: torch.Tensor) -> torch.Tensor:

@@ -138,9 +138,12 @@ def group_sum(e: torch.Tensor, groups: torch.Tensor | None) -> torch.Tensor:
 def anytime_search(energy_and_grad, z0: torch.Tensor, *, steps: int, optimiser: str = "adam",
                    lr: float = 0.05, step_size: float = 0.1, noise: bool = False,
                    generator: torch.Generator | None = None, deadline: float | None = None,
-                   groups: torch.Tensor | None = None, expected: float = 0.0) -> SearchResult:
+                   groups: torch.Tensor | None = None, expected: float = 0.0,
+                   energy_fn=None) -> SearchResult:
     """Search from z0 (B, T, 2) (see module docstring). ``energy_and_grad(z) -> (energy (B,),
-    grad (B, T, 2))``; ``optimiser``: 'adam' (rate ``lr``) or 'langevin' (``step_size``, with
+    grad (B, T, 2))``; ``energy_fn(z) -> energy (B,)``: the same energy without its gradient,
+    used for the last evaluation, whose gradient no step uses (None: ``energy_and_grad``);
+    ``optimiser``: 'adam' (rate ``lr``) or 'langevin' (``step_size``, with
     N(0, I) noise when ``noise``; without it, gradient descent); ``deadline``: a
     :func:`time.perf_counter` time or None; ``groups`` (B,) int64: rows kept together;
     ``expected``: seconds one evaluation is expected to take (the first one too: with too little
@@ -157,7 +160,10 @@ def anytime_search(energy_and_grad, z0: torch.Tensor, *, steps: int, optimiser: 
         return SearchResult(best_z, best_e, 0, True)
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        e, g = energy_and_grad(z)
+        if i == steps and energy_fn is not None:
+            e, g = energy_fn(z), None
+        else:
+            e, g = energy_and_grad(z)
         done += 1
         if noise:
             best_z, best_e = z, e
