@@ -303,6 +303,24 @@ def format_table(summary: dict) -> str:
                            "lane changes / ep.", "off-road rate", "latency median / p95 [ms]"], rows)
 
 
+def closed_loop_payload(report: dict) -> dict:
+    """The recorded figures of a closed-loop report: episodes, and per policy ('ebm', 'idm', as
+    run) the collision and off-road rates and mean speed [m/s], with the planner's checkpoint,
+    search settings and latency in the loop [ms]."""
+    summary, cfg = report["summary"], report["config"]
+    out = {"episodes": cfg["n_episodes"], "duration_s": cfg["duration"], "seed": cfg["seed"]}
+    for policy in ("ebm", "idm"):
+        if policy in summary:
+            r = summary[policy]
+            out[policy] = {"collision": r["collision_rate"], "offroad": r["offroad_rate"],
+                           "speed": r["mean_speed"], "lane_changes": r["lane_changes"]}
+    if "ebm" in summary:
+        out["ebm"].update({k: summary["ebm"][k] for k in ("latency_median_ms", "latency_p95_ms", "fallback_rate")
+                           if k in summary["ebm"]})
+        out["checkpoint"], out["planner"] = str(cfg.get("checkpoint")), cfg.get("planner")
+    return out
+
+
 def run_closed_loop(argv=None) -> dict:
     """``ebmtraj evaluate-closed-loop``: N seeded highway-v0 episodes, planner vs references."""
     ap = planner_parser("ebmtraj evaluate-closed-loop", __doc__.split("\n")[0])
@@ -310,13 +328,22 @@ def run_closed_loop(argv=None) -> dict:
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per episode")
     ap.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset of ebm,idm,idle")
     ap.add_argument("--vehicles", type=int, default=50)
+    ap.add_argument("--record", action="store_true",
+                    help="record the episodes and the ebm / idm rates as section closed_loop of "
+                         "docs/results/ebmtraj.json")
     args = ap.parse_args(argv)
+    started = time.time()
     policies = tuple(p for p in args.policies.split(",") if p)
     planner = load_planner(args) if "ebm" in policies else None
     report = evaluate_closed_loop(args.episodes, args.seed, args.duration, planner=planner,
                                   policies=policies, env_kwargs={"vehicles": args.vehicles},
                                   log=lambda s: print(s, flush=True))
-    return finish(report, format_table(report["summary"]), args.out)
+    out = finish(report, format_table(report["summary"]), args.out)
+    if args.record:
+        from ebmcore.results import record
+
+        print("recorded in", record("ebmtraj", "closed_loop", closed_loop_payload(report), started=started))
+    return out
 
 
 closed_loop_main = entry(run_closed_loop, "ebmtraj evaluate-closed-loop")

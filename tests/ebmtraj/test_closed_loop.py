@@ -1,13 +1,15 @@
 """highway-env closed loop: a short episode end to end, the tracker, the bookkeeping."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 pytest.importorskip("highway_env")
 
-from ebmtraj.closed_loop import (HighwayAdapter, count_lane_changes, evaluate_closed_loop,  # noqa: E402
-                                 format_table, make_env, road_lanes, track)
+from ebmtraj.closed_loop import (HighwayAdapter, closed_loop_payload, count_lane_changes,  # noqa: E402
+                                 evaluate_closed_loop, format_table, make_env, road_lanes, track)
 from ebmtraj.planner import AgentState, Planner  # noqa: E402
 from ebmtraj.planner.types import Trajectory  # noqa: E402
 
@@ -77,3 +79,8 @@ def test_short_episode_end_to_end(cache):  # noqa: F811
     eps = {e["policy"]: e for e in report["episodes"]}
     assert eps["idle"]["steps"] == 15 or eps["idle"]["crashed"]
     assert "EBM-IOC planner" in format_table(s)
+    rec = closed_loop_payload(report)
+    assert rec["episodes"] == 1 and set(rec) >= {"ebm", "idm", "checkpoint"} and "idle" not in rec
+    assert rec["ebm"]["collision"] == s["ebm"]["collision_rate"] and rec["idm"]["offroad"] == s["idm"]["offroad_rate"]
+    assert rec["ebm"]["speed"] == s["ebm"]["mean_speed"] and rec["ebm"]["latency_median_ms"] > 0
+    json.dumps(rec)
