@@ -61,6 +61,11 @@ class PlannerConfig:
         i.e. the learned cost plus the joint multi-agent energy's pair overlap penalty against
         them (weight ``interaction_weight``); off, the learned cost alone.
     safety_margin: metres added to the ego's length and width in that penalty.
+    road_guard: a plan whose footprint centre passes beyond the road's edge (off every lane)
+        within the horizon is replaced by lane keeping to the nearest lane at the plan's own
+        speeds (policy ``'lane_keeping'``, fallback ``'plan_off_road'``); the next call starts
+        without the warm start. The learned cost's lane terms are soft: from a history that
+        drifts toward the outer edge the plan can follow the drift off the road.
     compile: evaluate the cost through ``torch.compile`` (about 5x fewer CPU seconds per
         evaluation here, after a one-off compilation of minutes per input shape; neighbour
         slots are then padded to ``max_neighbours`` so that shapes stay fixed).
@@ -84,6 +89,7 @@ class PlannerConfig:
     interaction_weight: float | None = None
     interaction: bool = True
     safety_margin: float = 0.5
+    road_guard: bool = True
     compile: bool = False
 
     def validate(self) -> None:
@@ -351,6 +357,9 @@ class Planner:
             traj.samples = TrajectorySamples(world[:, :, :2], world[:, :, 3], world[:, :, 2],
                                              c.double().numpy(), e.double().numpy())
         self._memory = traj.latent
+        if self.config.road_guard and self._leaves_road(traj, lane_set):
+            traj = self._road_keeping(traj, lane_set)
+            self._memory = None
         traj = self._fit_horizon(traj, n_out, ego)
         traj.flags = tuple(flags)
         traj.elapsed_s = time.perf_counter() - t_start
@@ -364,6 +373,23 @@ class Planner:
                           steering=world[:, 5], controls=u.double().numpy(), cost=float(cost),
                           energy=float(energy), start=start, mode=mode, iterations=iterations,
                           seed=seed, timestamp=timestamp)
+
+    @staticmethod
+    def _leaves_road(traj: Trajectory, lanes: LaneSet) -> bool:
+        """Whether the plan's footprint centres (its positions moved back by the start's ``ref``
+        along the heading) leave every lane at some step."""
+        ref = traj.start.ref
+        centre = traj.positions - ref * np.stack([np.cos(traj.headings), np.sin(traj.headings)], 1)
+        return bool((lanes.edge_excess(centre) > 0.0).any())
+
+    def _road_keeping(self, traj: Trajectory, lanes: LaneSet) -> Trajectory:
+        """``traj`` replaced by lane keeping from its start along the nearest lane at its own
+        speeds (the road guard of :class:`PlannerConfig`)."""
+        st, u = lane_keeping(traj.start, lanes, len(traj.t), self.dt, self.loaded.cost_config.wheelbase,
+                             speeds=traj.speeds)
+        return replace(traj, positions=st[:, :2], headings=st[:, 3], steering=st[:, 5], controls=u,
+                       cost=math.nan, energy=math.nan, policy="lane_keeping", fallback="plan_off_road",
+                       samples=None)
 
     def _lane_problem(self, ego: AgentState, lanes: LaneSet, excess: float | None = None) -> str | None:
         """None, or why the ego cannot be planned for ('no_lanes', 'off_lane'); ``excess``: its

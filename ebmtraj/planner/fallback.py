@@ -2,8 +2,9 @@
 
 * constant velocity: acceleration and steering released to zero over the first step, then
   straight ahead at the reached speed (rolled out through the same kinematic bicycle);
-* lane keeping: along the nearest lane's centre line at the current speed, the lateral offset
-  decaying with time constant ``tau``; controls recovered in closed form from the states.
+* lane keeping: along the nearest lane's centre line at the current speed (or a given speed
+  profile), the lateral offset decaying with time constant ``tau``; controls recovered in
+  closed form from the states.
 """
 from __future__ import annotations
 
@@ -48,8 +49,9 @@ def _point_on(line, s: np.ndarray) -> np.ndarray:
 
 
 def lane_keeping(state: AgentState, lanes: LaneSet, steps: int, dt: float = 0.1,
-                 wheelbase: float = 2.7, tau: float = 1.0):
-    """-> (states (T, 6), controls (T, 2)) following the nearest lane; None without lanes."""
+                 wheelbase: float = 2.7, tau: float = 1.0, speeds: np.ndarray | None = None):
+    """-> (states (T, 6), controls (T, 2)) following the nearest lane; None without lanes.
+    ``speeds`` (T,) [m/s] at steps 1..T (None: the current speed held)."""
     if len(lanes) == 0:
         return None
     p = np.array([[state.x, state.y]])
@@ -63,7 +65,8 @@ def lane_keeping(state: AgentState, lanes: LaneSet, steps: int, dt: float = 0.1,
     r = p[0] - c0
     d0 = float(t0[0] * r[1] - t0[1] * r[0])          # signed offset, + left of travel
     t = np.arange(0, steps + 1) * dt
-    s = s0 + state.speed * t
+    v = np.full(steps, state.speed) if speeds is None else np.asarray(speeds, dtype=float)[:steps]
+    s = s0 + (state.speed * t if speeds is None else np.concatenate([[0.0], np.cumsum(dt * v)]))
     centre = _point_on(line, s)
     ahead = _point_on(line, s + 0.5) - _point_on(line, s - 0.5)
     ahead /= np.linalg.norm(ahead, axis=1, keepdims=True)
@@ -74,10 +77,10 @@ def lane_keeping(state: AgentState, lanes: LaneSet, steps: int, dt: float = 0.1,
     heading = np.unwrap(np.concatenate([[state.heading], np.arctan2(step[:, 1], step[:, 0])]))
     heading[1:] = 0.5 * (heading[:-1] + heading[1:])
     heading = heading[1:]
-    curv = np.gradient(heading, dt) / max(state.speed, 0.5)
+    curv = np.gradient(heading, dt) / np.maximum(v, 0.5)
     steer = np.clip(np.arctan(wheelbase * curv), -0.4, 0.4)
     states = np.zeros((steps, 6))
-    states[:, :2], states[:, 2], states[:, 3], states[:, 5] = xy[1:], state.speed, heading, steer
+    states[:, :2], states[:, 2], states[:, 3], states[:, 5] = xy[1:], v, heading, steer
     model = KinematicBicycle(BicycleParams(dt=dt, wheelbase=wheelbase))
     u = model.controls_from_states(torch.as_tensor(state.vector()), torch.as_tensor(states))
     return states, u.numpy()

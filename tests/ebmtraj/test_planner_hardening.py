@@ -50,3 +50,24 @@ def test_neighbour_overlapping_the_ego_is_flagged(planner, scene, dx, flagged): 
     other = replace(ego.state, x=ego.state.x + dx, y=ego.state.y + 0.3)
     plan = planner.plan(ego.state, ego.history, [other], scene.lanes)
     assert ("neighbour_overlaps_ego" in plan.flags) == flagged
+
+
+def test_road_guard_keeps_a_drifting_plan_on_the_road(planner):  # noqa: F811
+    """An ego in the outer lane drifting toward the road's edge at 1 m/s: its plan leaves the
+    road without the guard; with it the plan is lane keeping at the plan's own speeds."""
+    import numpy as np
+
+    from ebmtraj.data.toy import straight_road
+    from ebmtraj.planner import AgentState, LaneSet, Planner
+
+    lanes = LaneSet.from_any(straight_road())                      # lane centres y = 0, 3.7, 7.4
+    t = np.arange(-9, 1) * 0.1
+    history = np.stack([20.0 * t, -0.5 - 1.0 * t], 1)               # 20 m/s along x, 1 m/s outward
+    ego = AgentState(0.0, -0.5, math.atan2(-1.0, 20.0), math.hypot(20.0, 1.0))
+    loose = Planner(planner.loaded, replace(planner.config, road_guard=False))
+    free = loose.plan(ego, history, [], lanes)
+    assert free.fallback is None and (lanes.edge_excess(free.positions) > 0).any()
+    kept = planner.plan(ego, history, [], lanes)
+    assert (kept.fallback, kept.policy) == ("plan_off_road", "lane_keeping")
+    assert (lanes.edge_excess(kept.positions) <= 0).all()
+    assert np.allclose(kept.speeds, free.speeds) and abs(kept.positions[-1, 1]) < 0.3
