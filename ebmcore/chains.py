@@ -4,6 +4,8 @@ Each chain initialiser has the same small interface:
 
 - ``init(n, data, generator, cond=None) -> x0`` of shape (n, *shape): where this batch's chains start
   (``cond``: the batch's condition, for initialisers that use it, such as the cooperative generator);
+- ``finish(samples) -> samples``: the sampler's output for the batch, post-processed before the
+  energy sees it (identity here; a recovery initialiser pastes its observed entries back);
 - ``update(samples)``: hands back the batch's final samples (persistent kinds keep them);
 - ``state_dict()`` / ``load_state_dict()``: plain tensors, for exact resume.
 
@@ -22,7 +24,12 @@ import torch.nn.functional as F
 
 class StatelessChains:
     """Base of chain initialisers that keep nothing between calls: ``update`` ignores the
-    samples and the state is empty. Subclasses implement ``init``."""
+    samples and the state is empty; ``finish`` returns the samples as they are. Subclasses
+    implement ``init``."""
+
+    def finish(self, samples: torch.Tensor) -> torch.Tensor:
+        """The batch's samples (n, *shape) after the sampler, as the energy will see them."""
+        return samples
 
     def update(self, samples):
         pass
@@ -113,6 +120,12 @@ class ReplayBuffer(PersistentChains):
         if fresh.any():
             x[fresh] = self.noise(int(fresh.sum()), generator)
         return x
+
+
+def finish(chains, samples: torch.Tensor) -> torch.Tensor:
+    """``chains.finish(samples)``, or ``samples`` for an initialiser without that hook."""
+    hook = getattr(chains, "finish", None)
+    return samples if hook is None else hook(samples)
 
 
 def make_chains(kind: str, shape, *, std=1.0, mean=0.0, num_chains=100, reinit_prob=0.05):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from . import distributed as dist_utils
 from . import runs
-from .chains import make_chains
+from .chains import finish, make_chains
 from .config import save_config, to_dict
 from .errors import ConfigError, DivergenceError
 from .io import load_checkpoint, load_weights, save_tensors
@@ -96,7 +96,12 @@ class Trainer:
     ``callbacks`` are called as ``cb(trainer, step, metrics)`` after every step.
     ``chains`` replaces the configured chain initialiser (any object with ``init(n, data,
     generator)``, ``update(samples)``, ``state_dict()`` and ``load_state_dict()``, as in
-    :mod:`ebmcore.chains`). ``transform(batch, index) -> batch`` is applied to every minibatch
+    :mod:`ebmcore.chains`); after the sampler, the batch's samples go through the chains'
+    ``finish(samples)`` hook when they have one (a recovery initialiser pastes its observed
+    entries back there). ``clamp`` = (low, high), numbers or tensors broadcastable to one
+    example (for instance (1, *shape)), replaces ``sampler.clamp``: every chain is clamped to it
+    after every sampler step (bounds that depend on the example, such as an occupancy range in
+    a centred space). ``transform(batch, index) -> batch`` is applied to every minibatch
     (data augmentation); it must be a pure function of the batch and the minibatch index so
     that a resumed run sees the same data. With ``optim.accumulate`` = m > 1 (0: one pass over
     the data) one step averages the gradients of m minibatches before the optimiser steps. Every
@@ -106,7 +111,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, data, cfg: TrainConfig, run_dir: str | Path, *,
                  resume: bool = True, callbacks: list[Callable] | None = None, full_config=None,
-                 chains=None, transform: Callable | None = None):
+                 chains=None, transform: Callable | None = None, clamp: Sequence | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.rank, self.world = dist_utils.init_from_env(cfg.device)
         if cfg.batch_size % self.world:
@@ -118,6 +123,8 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.model)
         self.data = _as_data(data)
         self.transform = transform
+        self.clamp = None if clamp is None else tuple(
+            b.to(self.device) if torch.is_tensor(b) else b for b in clamp)
         self.optimizer = make_optimizer(self.model.parameters(), cfg.optim)
         self.scheduler = make_scheduler(self.optimizer, cfg.optim)
         c = cfg.chains
@@ -169,11 +176,12 @@ class Trainer:
         return self.transform(out, index) if self.transform is not None else out
 
     def sampler_kwargs(self) -> dict:
-        return sampler_kwargs(self.cfg.sampler, step=self.step, step_size=self.step_size, generator=self.generator)
+        return sampler_kwargs(self.cfg.sampler, step=self.step, step_size=self.step_size, generator=self.generator,
+                              clamp=self.clamp)
 
     def synthesise(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Start this batch's chains (``chains.per_batch`` of them, default one per example) and
-        run the sampler on the current energy."""
+        """Start this batch's chains (``chains.per_batch`` of them, default one per example), run
+        the sampler on the current energy and hand the samples to the chains' ``finish`` hook."""
         cond = {k: v for k, v in batch.items() if k != "x"} or None
         n = self.cfg.chains.per_batch or batch["x"].shape[0]
         if cond is not None and n != batch["x"].shape[0]:
@@ -181,7 +189,7 @@ class Trainer:
         extra = {"cond": cond} if cond is not None else {}  # chain kinds that ignore cond need not take it
         x0 = self.chains.init(n, batch["x"], self.generator, **extra).to(self.device)
         x_syn = sample(lambda x: self.model.energy(x, cond), x0, **self.sampler_kwargs())
-        return x_syn.detach()
+        return finish(self.chains, x_syn.detach())
 
     # ----- one step -------------------------------------------------------------
     def _unhealthy(self, e_obs, e_syn, x_syn, loss) -> str | None:

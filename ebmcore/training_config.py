@@ -8,7 +8,7 @@ samples (a planner, an evaluation) imports no training loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -92,14 +92,16 @@ class TrainConfig:
 
 
 def sampler_kwargs(cfg: SamplerConfig, *, step: int = 0, step_size: float | None = None,
-                   generator: torch.Generator | None = None) -> dict:
+                   generator: torch.Generator | None = None, clamp: Sequence | None = None) -> dict:
     """Keyword arguments of :func:`ebmcore.sampling.sample` for ``cfg`` at training step ``step``
-    (the noise is off from ``noise_off_after`` on; ``step_size`` overrides the configured one)."""
+    (the noise is off from ``noise_off_after`` on; ``step_size`` overrides the configured one;
+    ``clamp`` = (low, high), numbers or tensors broadcastable to the chains, overrides
+    ``cfg.clamp``)."""
     noise = cfg.noise
     if cfg.noise_off_after is not None and step >= cfg.noise_off_after:
         noise = "none"
     kwargs = dict(method=cfg.method, steps=cfg.steps, step_size=cfg.step_size if step_size is None else step_size,
-                  clamp=cfg.clamp, generator=generator, noise=scaled_schedule(noise, cfg.noise_scale))
+                  clamp=cfg.clamp if clamp is None else clamp, generator=generator, noise=scaled_schedule(noise, cfg.noise_scale))
     if cfg.method == "hmc":
         kwargs.update(leapfrog_steps=cfg.leapfrog_steps, metropolis=cfg.metropolis)
     return kwargs

@@ -6,10 +6,11 @@ A run folder ``runs/<name>/`` holds the finest level's model (``checkpoint.pt``,
 samples, upsampled (:class:`CoarseChains`), as in multigrid learning; the coarsest level uses
 the configured chains (persistent, short-run, ...).
 
-:class:`VoxelTrainer` is the engine's Trainer with the switches of ``cfg.algorithm``: chains
-clamped to the occupancy range after every Langevin step, recovery negatives
-(:class:`RecoveryChains`) with the observed voxels pasted back, and the official bookkeeping
-(:func:`effective_train_config`). Each level's weights are drawn from ``train.seed`` (and the
+Each level trains with the engine's Trainer and the switches of ``cfg.algorithm`` go in through
+its injection points: chains clamped to the occupancy range after every Langevin step
+(``Trainer(clamp=...)``, :func:`chain_bounds`), recovery negatives (:class:`RecoveryChains`,
+``Trainer(chains=...)``) whose ``finish`` hook pastes the observed voxels back, and the official
+bookkeeping (:func:`effective_train_config`). Each level's weights are drawn from ``train.seed`` (and the
 level), so one seed and config give one run, bit for bit, on the CPU.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ import torch
 from ebmcore.chains import StatelessChains, multigrid, upsample
 from ebmcore.errors import ConfigError
 from ebmcore.io import atomic_write, load_tensors
-from ebmcore.learning import CHECKPOINT, TrainConfig, Trainer
+from ebmcore.learning import CHECKPOINT, Trainer
+from ebmcore.training_config import TrainConfig
 from ebmcore.sampling import langevin
 
 from ebm3d.config import ExperimentConfig, load_experiment
@@ -62,28 +64,10 @@ def occupancy_sampler(model: VoxelNet, steps: int, step_size: float, noise: str 
     return run
 
 
-class VoxelTrainer(Trainer):
-    """The engine's :class:`~ebmcore.learning.Trainer` with the VoxelNet switches.
-
-    clamp: every training chain is clamped to the occupancy range [0, 1] (in the model's centred
-    space, :meth:`VoxelNet.occupancy_bounds`) after every Langevin step. With
-    :class:`RecoveryChains` the observed voxels are pasted back into the negatives after the
-    sampler has run.
-    """
-
-    def __init__(self, model: VoxelNet, data, cfg: TrainConfig, run_dir, *, clamp: bool = False, **kwargs):
-        self.clamp = clamp
-        super().__init__(model, data, cfg, run_dir, **kwargs)
-
-    def sampler_kwargs(self) -> dict:
-        kwargs = super().sampler_kwargs()
-        if self.clamp:
-            kwargs["clamp"] = self.model.occupancy_bounds()
-        return kwargs
-
-    def synthesise(self, batch):
-        x_syn = super().synthesise(batch)
-        return self.chains.paste(x_syn) if isinstance(self.chains, RecoveryChains) else x_syn
+def chain_bounds(cfg: ExperimentConfig, model: VoxelNet):
+    """The trainer's clamp: the occupancy range [0, 1] in the model's centred space
+    (:meth:`VoxelNet.occupancy_bounds`, each (1, 1, R, R, R)) with ``algorithm.clamp``, else None."""
+    return model.occupancy_bounds() if cfg.algorithm.clamp else None
 
 
 class RecoveryChains(StatelessChains):
@@ -91,15 +75,15 @@ class RecoveryChains(StatelessChains):
 
     ``init(n, data)`` hides each voxel of the centred batch ``data`` (n, 1, R, R, R) with
     probability ``ratio`` and fills the hidden ones with the mean of the shape's observed voxels;
-    the trainer's sampler then runs freely, and :meth:`paste` puts the observed voxels back.
-    Nothing persists between updates.
+    the trainer's sampler then runs freely, and :meth:`finish` (the engine's hook, called on the
+    sampler's output) puts the observed voxels back. Nothing persists between updates.
     """
 
     def __init__(self, model: VoxelNet, ratio: float):
         self.model, self.ratio = model, ratio
         self._mask = self._observed = None
 
-    def init(self, n, data=None, generator=None):
+    def init(self, n, data=None, generator=None, cond=None):
         if data is None or len(data) != n:
             raise ValueError("recovery negatives need the observed batch, one chain per example")
         occupancy = self.model.uncentre(data).cpu()
@@ -107,8 +91,8 @@ class RecoveryChains(StatelessChains):
         self._observed = data.detach()
         return self.model.centre(observed_mean_fill(occupancy, self._mask.cpu()).to(data.device))
 
-    def paste(self, samples: torch.Tensor) -> torch.Tensor:
-        """The samples with the observed voxels of the last ``init`` restored."""
+    def finish(self, samples: torch.Tensor) -> torch.Tensor:
+        """The samples (n, 1, R, R, R), centred, with the observed voxels of the last ``init`` restored."""
         return torch.where(self._mask, self._observed, samples)
 
 
@@ -139,7 +123,7 @@ class CoarseChains(StatelessChains):
         self.steps, self.step_size, self.noise_std, self.noise = steps, step_size, noise_std, noise
         self.clamp = clamp
 
-    def init(self, n, data=None, generator=None):
+    def init(self, n, data=None, generator=None, cond=None):
         occupancy = coarse_samples(self.coarse, n, self.steps, self.step_size, self.noise_std, self.factor,
                                    generator, self.noise, self.clamp)
         return self.model.centre(upsample(occupancy, self.factor))
@@ -202,9 +186,9 @@ def train_models(cfg: ExperimentConfig, train: torch.Tensor, run_dir: Path | Non
         finest = i == len(levels) - 1
         folder = level_dir(cfg, res, run_dir)
         cbs = [SnapshotSamples(folder, cfg.train.sample_every)] + (list(callbacks or []) if finest else [])
-        trainer = VoxelTrainer(model, model.centre(data), effective_train_config(cfg, len(data)), folder,
-                               clamp=cfg.algorithm.clamp, resume=resume, callbacks=cbs, full_config=cfg,
-                               chains=level_chains(cfg, models, model, res))
+        trainer = Trainer(model, model.centre(data), effective_train_config(cfg, len(data)), folder,
+                          resume=resume, callbacks=cbs, full_config=cfg, clamp=chain_bounds(cfg, model),
+                          chains=level_chains(cfg, models, model, res))
         level_started = time.time()
         trainer.fit()
         add_train_seconds(folder, time.time() - level_started)

@@ -1,8 +1,10 @@
 """The Trainer's injection points and options: gradient accumulation, chains per batch, the LR
-schedule, injected chains and batch transforms."""
+schedule, injected chains and batch transforms, clamp bounds and the chains' finish hook."""
 import torch
 
-from ebmcore.chains import PersistentChains
+import pytest
+
+from ebmcore.chains import NoiseChains, PersistentChains
 from ebmcore.learning import Trainer
 
 from .toy import MLPEnergy, ring, toy_config
@@ -84,3 +86,50 @@ def test_injected_chains_and_transform(tmp_path):
     assert trainer.chains is chains and chains.buffer.shape == (16, 2)
     assert seen == [0, 1, 2, 3, 4, 5]
     assert (trainer.batch(0)["x"] > 90).all()
+
+
+def _wide_chains_trainer(tmp_path, **kwargs):
+    """Chains from N(0, 3^2) with large noisy steps: unclamped, they leave [-1, 1]^2."""
+    cfg = toy_config(steps=1, batch_size=8, **{"chains.kind": "short_run", "chains.std": 3.0, "sampler.steps": 3,
+                                               "sampler.step_size": 1.0})
+    return Trainer(MLPEnergy(16), ring(16, seed=1), cfg, tmp_path, resume=False, **kwargs)
+
+
+@pytest.mark.parametrize("bounds", ["none", "scalar", "tensor"])
+def test_clamp_bounds_reach_the_sampler(tmp_path, bounds):
+    """Trainer(clamp=...) clamps every chain after every step: scalar bounds, or tensor bounds
+    broadcast over the batch (a different range per coordinate)."""
+    low, high = {"none": (None, None), "scalar": (-1.0, 1.0),
+                 "tensor": (torch.tensor([[-1.0, 0.0]]), torch.tensor([[1.0, 0.5]]))}[bounds]
+    trainer = _wide_chains_trainer(tmp_path, clamp=None if low is None else (low, high))
+    x = trainer.synthesise(trainer.batch(0))
+    if low is None:
+        assert x.abs().max() > 1.0
+        return
+    assert (x >= low).all() and (x <= high).all()
+    assert bool((x == high).any())  # the bounds were reached, so the clamp did the work
+
+
+class _Pasting(NoiseChains):
+    """Noise chains whose finish hook puts the observed batch back into the first coordinate."""
+
+    def init(self, n, data=None, generator=None, cond=None):
+        self.observed = data
+        return super().init(n, data, generator)
+
+    def finish(self, samples):
+        return torch.cat([self.observed[:, :1], samples[:, 1:]], dim=1)
+
+
+def test_chains_finish_hook_post_processes_the_synthesised_batch(tmp_path):
+    """The chains' finish(samples) runs on the sampler's output: what the energy learns from,
+    what the chains keep and what the trainer reports; the base class's hook is the identity."""
+    chains = _Pasting((2,), std=3.0)
+    trainer = _wide_chains_trainer(tmp_path, chains=chains)
+    batch = trainer.batch(0)
+    x = trainer.synthesise(batch)
+    assert torch.equal(x[:, 0], batch["x"][:, 0]) and not torch.allclose(x[:, 1], batch["x"][:, 1])
+    trainer.fit()
+    assert torch.equal(trainer.last_samples[:, 0], trainer.batch(0)["x"][:, 0])
+    samples = torch.randn(4, 2)
+    assert NoiseChains((2,)).finish(samples) is samples
