@@ -1,8 +1,10 @@
 """One loader for every shape model's experiment config (see :mod:`ebm3d.registry`).
 
-A model's config class is a dataclass tree built on :class:`ShapeExperiment`; :func:`load_typed` reads a YAML file into it, lays
-the file (a section given in part included) over that class's own defaults, and takes the
-model's name out of the ``model`` key. :func:`load_experiment` picks the model the file names.
+A model's config class (its registry entry's ``config``, in :mod:`ebm3d.config`) is a dataclass
+tree built on :class:`ShapeExperiment`. :func:`load_experiment` picks the model the file names,
+reads the YAML, takes the model's name out of the ``model`` key, moves keys the class has renamed
+(its ``renamed`` map, so the saved configs of older runs keep loading), and lays the file (a
+section given in part included) over that class's own defaults.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class ShapeExperiment:
 
     name: str = "experiment"
     out_dir: str = "runs"
+    renamed = {}  # {old dotted key: new dotted key} of keys this experiment has moved
     task: str = check("synthesis", choices=["synthesis", "classification"])
 
     def validate(self, prefix=""):
@@ -63,20 +66,38 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
-def load_typed(cls, name: str, path: str | Path | None = None, overrides: list[str] | None = None):
-    """The ``cls`` experiment (of model ``name``) of ``path`` (defaults when None) with ``overrides``:
-    keys the file leaves out, also inside a section, keep ``cls``'s defaults."""
-    tree = read_tree(path) if path is not None else {}
-    tree = registry.without_name(apply_overrides(tree, overrides), name)
-    return from_dict(cls, merge(to_dict(cls()), tree))
+def move_renamed(tree: dict, renamed: dict[str, str]) -> dict:
+    """``tree`` with each old dotted key of ``renamed`` moved to its new one; giving both is an
+    error naming them."""
+    for old, new in renamed.items():
+        *path, last = old.split(".")
+        node = tree
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            continue
+        value = node.pop(last)
+        *path, last = new.split(".")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        if last in node:
+            raise ConfigError(f"{old}: renamed to {new}; give only {new}")
+        node[last] = value
+    return tree
 
 
 def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None, model: str | None = None):
-    """The experiment config of ``path`` (defaults when None) with ``overrides``, read by the loader
-    of the model the file names (``model: {name: ...}``, ``model: NAME``, else VoxelNet), or of
-    ``model`` when given."""
+    """The experiment config of ``path`` (defaults when None) with ``overrides``, of the model the
+    file names (``model: {name: ...}``, ``model: NAME``, else VoxelNet) or of ``model`` when given.
+
+    Keys the file leaves out, also inside a section, keep the model's experiment class's defaults.
+    """
     name = model or (registry.model_name(path) if path is not None else registry.DEFAULT_MODEL)
-    return registry.get(name).load_experiment(path, overrides)
+    cls = registry.get(name).config
+    tree = read_tree(path) if path is not None else {}
+    tree = move_renamed(registry.without_name(apply_overrides(tree, overrides), name), cls.renamed)
+    return from_dict(cls, merge(to_dict(cls()), tree))
 
 
 def load_run(run_dir: str | Path, overrides: list[str] | None = None):

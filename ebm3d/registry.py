@@ -1,8 +1,10 @@
 """The registry of shape models: what ``ebm3d`` knows about each generative model.
 
-Each entry (:class:`ShapeModel`) names the model's experiment loader, model builder, run loader
-and its command-line commands. A model lives in one module under :mod:`ebm3d.commands` that
-defines ``MODEL``; adding a model is that module plus its line in :data:`ENTRIES`.
+Each entry (:class:`ShapeModel`) owns what is particular to its model: its experiment config
+class, network, data representation, training, features and command-line commands; the shared
+task modules (:mod:`ebm3d.tasks.classification`, :mod:`ebm3d.tasks.training`, ...) reach them
+through it. A model lives in one module under :mod:`ebm3d.commands` that defines ``MODEL``;
+adding a model is that module plus its line in :data:`ENTRIES`.
 
 A config file or run folder says which model it is for through its ``model`` key:
 ``model: {name: pointnet, ...}``, the short ``model: pointnet``, or no name at all (VoxelNet,
@@ -56,18 +58,28 @@ class Command:
 class ShapeModel:
     """A registered shape model.
 
-    config: its experiment config class (an :class:`ebm3d.experiment.ShapeExperiment`);
-    load_experiment(path, overrides) -> such a config; load_run(run_dir, overrides) ->
-    (config, trained model(s)); build_model(cfg, ...) -> an untrained network; commands: the
-    command-line commands it answers.
+    config: its experiment config class (an :class:`ebm3d.experiment.ShapeExperiment`, read by
+        :func:`ebm3d.experiment.load_experiment`).
+    load_run(run_dir, overrides) -> (config, trained models, coarse to fine).
+    load_data(cfg, progress) -> the :class:`~ebm3d.data.ShapeDataset` the config names.
+    inputs(cfg, ds, split) -> the split in the model's representation (occupancy grids
+        (N, 1, R, R, R) or point clouds (N, P, 3)), aligned with ``ds.split_labels(split)``.
+    train(cfg, inputs, callbacks, resume) -> (finest model, its trainer, {"wall", "cpu"} seconds):
+        trains (resuming) on the training inputs, ``callbacks`` going to the finest model's trainer.
+    untrained(cfg, trained) -> the network as initialised by ``train.seed`` (no update).
+    features(cfg, model, batch) -> (b, D) descriptors of a batch of inputs (the model in eval mode).
+    commands: the command-line commands it answers.
     """
 
     name: str
     description: str
     config: type
-    load_experiment: Callable
     load_run: Callable
-    build_model: Callable
+    load_data: Callable
+    inputs: Callable
+    train: Callable
+    untrained: Callable
+    features: Callable
     commands: dict[str, Command]
 
 
@@ -77,6 +89,14 @@ def get(name: str) -> ShapeModel:
     if name not in ENTRIES:
         raise ConfigError(f"model: unknown model {name!r} (registered: {', '.join(ENTRIES)})")
     return importlib.import_module(ENTRIES[name]).MODEL
+
+
+def entry_for(cfg) -> ShapeModel:
+    """The registered model whose experiment config ``cfg`` is."""
+    for model in models():
+        if isinstance(cfg, model.config):
+            return model
+    raise ConfigError(f"{type(cfg).__name__} is no registered model's experiment config")
 
 
 def models() -> list[ShapeModel]:

@@ -1,4 +1,6 @@
-"""Robustness transforms for point clouds: missing points, added outliers, jitter.
+"""Point-cloud transforms: random point subsets, the training augmentation of the generative
+PointNet (:class:`PointAugment`), and the robustness corruptions (missing points, added outliers,
+jitter).
 
 Each transform is a function of a (N, 3) or (B, N, 3) tensor plus an optional ``torch.Generator``,
 and a small callable class holding its parameters and a seeded generator, so a sweep is
@@ -27,6 +29,32 @@ OUTLIER_RATIOS: tuple[float, ...] = (0.0,) + tuple(k / 100 for k in reversed(_KE
 JITTER_SIGMAS: tuple[float, ...] = (0.0, 0.001, 0.003, 0.005, 0.007, 0.01, 0.02, 0.05, 0.1)
 #: Standard deviation of the outlier distribution N(0, 0.3^2 I).
 OUTLIER_STD = 0.3
+
+
+def point_subset(x: torch.Tensor, n: int | None, generator: torch.Generator) -> torch.Tensor:
+    """A random subset of ``n`` points of each cloud (B, N, 3) -> (B, n, 3), in random order; all
+    points when n is None or >= N."""
+    if n is None or n >= x.shape[1]:
+        return x
+    idx = torch.rand(x.shape[:2], generator=generator).argsort(dim=1)[:, :n].to(x.device)
+    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+
+
+class PointAugment:
+    """The generative PointNet's data augmentation, the engine Trainer's ``transform(batch, index)``:
+    a fresh random subset of ``train_points`` points of each observed cloud (B, P, 3) ->
+    (B, train_points, 3) (None: all P, as stored), then Gaussian jitter of std ``jitter``. Both are
+    pure functions of (seed, minibatch index), so a resumed run sees the same batches."""
+
+    def __init__(self, seed: int, train_points: int | None, jitter: float):
+        self.seed, self.train_points, self.jitter = seed, train_points, jitter
+
+    def __call__(self, batch: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_033 + 7 * index)
+        x = point_subset(batch["x"], self.train_points, g)
+        if self.jitter:
+            x = x + self.jitter * torch.randn(x.shape, generator=g).to(x.device)
+        return {**batch, "x": x}
 
 
 def drop_points(points: Any, fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:

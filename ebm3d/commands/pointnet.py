@@ -26,9 +26,14 @@ from ebmcore.errors import DataError
 from ebmcore.io import save_tensors
 
 from ebm3d.commands.common import FRESH, N_SAMPLES, SAMPLES_OUT, clear_run, load_config, print_json, write_json
+from ebm3d.config import PointNetExperiment
+from ebm3d.models.pointnet import GenerativePointNet
 from ebm3d.registry import Command, ShapeModel, option
-from ebm3d.tasks.pointnet_config import PointNetExperiment, load_pointnet_experiment
-from ebm3d.tasks.pointnet_train import build_model, load_pointnet_run
+from ebm3d.tasks.data import load_point_shapes, points
+from ebm3d.tasks.render import save_open3d_png
+from ebm3d.tasks.synthesis import draw_clouds
+from ebm3d.tasks.training import build_point_model, load_point_run, train_point_model
+from ebm3d.transforms import point_subset
 
 
 def _log(msg: str) -> None:
@@ -40,15 +45,14 @@ def _log(msg: str) -> None:
 
 def _save_samples(cfg, model, n: int, n_points: int | None, seed: int, noise: str | None, open3d: bool,
                   ply: bool, stem: str = "samples") -> dict:
-    from ebm3d.tasks.pointnet_eval import unit_sphere
-    from ebm3d.tasks.pointnet_tasks import render, synthesise
+    from ebm3d.tasks.generation_metrics import unit_sphere
 
     sc = cfg.synthesis
-    samples = synthesise(model, cfg, n, n_points=n_points or sc.n_points, seed=seed,
-                         noise=noise or sc.noise, batch_size=sc.batch_size)
+    samples = draw_clouds(model, cfg, n, n_points=n_points or sc.n_points, seed=seed,
+                          noise=noise or sc.noise, batch_size=sc.batch_size)
     files = {"samples": str(save_tensors({"samples": samples, "seed": seed}, cfg.run_dir / f"{stem}.pt"))}
     if open3d:
-        png = render(unit_sphere(samples[:36]), cfg.run_dir / f"{stem}.png")
+        png = save_open3d_png(unit_sphere(samples[:36]), cfg.run_dir / f"{stem}.png")
         if png:
             files["png"] = str(png)
     if ply:
@@ -67,13 +71,9 @@ def cmd_train(args) -> int:
         clear_run(cfg)
     if cfg.task == "classification":
         return _classify(cfg, args)
-    from ebm3d.tasks.pointnet_data import load_point_shapes, points
-    from ebm3d.tasks.pointnet_train import train_pointnet
-
     ds = load_point_shapes(cfg.data, progress=cfg.train.progress)
     data = points(ds, "train", cfg.data.classes)
-    model, trainer, seconds = train_pointnet(cfg, data)
-    model.eval()
+    model, trainer, seconds = train_point_model(cfg, data)
     report = {"run": str(cfg.run_dir), "steps": trainer.step, "train_seconds": round(seconds["wall"], 1),
               "train_cpu_seconds": round(seconds["cpu"], 1), "train_points": cfg.train_points,
               "n_train": len(data), "step_size": trainer.step_size,
@@ -84,8 +84,10 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _run(args):
-    return load_pointnet_run(args.run, list(args.overrides))
+def _run(args) -> tuple[PointNetExperiment, GenerativePointNet]:
+    """The config (with the command line's overrides) and trained model of ``args.run``."""
+    cfg, (model,) = load_point_run(args.run, list(args.overrides))
+    return cfg, model
 
 
 def cmd_sample(args) -> int:
@@ -97,18 +99,14 @@ def cmd_sample(args) -> int:
 
 
 def cmd_reconstruct(args) -> int:
-    from ebm3d.tasks.pointnet_data import load_point_shapes, points
-    from ebm3d.tasks.pointnet_tasks import reconstruct, render
+    from ebm3d.tasks.reconstruction import reconstruct
 
     cfg, model = _run(args)
     rc = cfg.reconstruction
     ds = load_point_shapes(cfg.data)
     targets = points(ds, rc.split, cfg.data.classes)[: rc.n_examples]
-    n_points = cfg.train_points
     g = torch.Generator().manual_seed(args.seed or 0)
-    if n_points < targets.shape[1]:  # the clouds the model was trained on: random subsets
-        idx = torch.rand(targets.shape[:2], generator=g).argsort(1)[:, :n_points]
-        targets = torch.gather(targets, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+    targets = point_subset(targets, cfg.train_points, g)  # the clouds the model was trained on: random subsets
     report, arrays = reconstruct(model, cfg, targets, seed=args.seed or 0,
                                  progress=lambda d, t: _log(f"reconstructed {d}/{t}"))
     report.update(split=rc.split, iterations=rc.iterations, lr=rc.lr, lr_decay=rc.lr_decay,
@@ -117,14 +115,14 @@ def cmd_reconstruct(args) -> int:
     if not args.no_open3d:
         k = min(6, len(targets))
         rows = [[arrays["target"][i], arrays["initial"][i], arrays["reconstruction"][i]] for i in range(k)]
-        render(rows, cfg.run_dir / f"{args.out}.png")
+        save_open3d_png(rows, cfg.run_dir / f"{args.out}.png")
     write_json(cfg.run_dir / f"{args.out}.json", report)
     print_json({k: v for k, v in report.items() if k not in ("per_example_mse_x1000", "curve_x1000")})
     return 0
 
 
 def cmd_interpolate(args) -> int:
-    from ebm3d.tasks.pointnet_tasks import interpolate, render
+    from ebm3d.tasks.interpolation import interpolate
 
     cfg, model = _run(args)
     strips = interpolate(model, cfg, seed=args.seed or 0)
@@ -133,7 +131,7 @@ def cmd_interpolate(args) -> int:
     out = {"pairs": int(strips.shape[0]), "steps": int(strips.shape[1]), "points": int(strips.shape[2]),
            "finite": bool(torch.isfinite(strips).all()), "file": str(cfg.run_dir / "interpolation.pt")}
     if not args.no_open3d:
-        png = render([list(s) for s in strips], cfg.run_dir / "interpolation.png")
+        png = save_open3d_png([list(s) for s in strips], cfg.run_dir / "interpolation.png")
         out["png"] = str(png) if png else None
     print_json(out)
     return 0
@@ -142,9 +140,7 @@ def cmd_interpolate(args) -> int:
 def cmd_evaluate(args) -> int:
     from ebmcore.io import load_tensors
 
-    from ebm3d.tasks.pointnet_data import load_point_shapes, points
-    from ebm3d.tasks.pointnet_eval import generation_report, point_subset
-    from ebm3d.tasks.pointnet_tasks import synthesise
+    from ebm3d.tasks.generation_metrics import generation_report
 
     started = time.time()
     cfg, model = _run(args)
@@ -161,8 +157,8 @@ def cmd_evaluate(args) -> int:
             raise DataError(f"{args.samples}: {len(samples)} samples, the evaluation needs {n}")
     else:
         _log(f"drawing {n} samples of {n_points} points")
-        samples = synthesise(model, cfg, n, n_points=n_points, seed=args.seed or 0,
-                             batch_size=cfg.synthesis.batch_size)
+        samples = draw_clouds(model, cfg, n, n_points=n_points, seed=args.seed or 0,
+                              batch_size=cfg.synthesis.batch_size)
         save_tensors({"samples": samples}, cfg.run_dir / "eval_samples.pt")
     train = point_subset(points(ds, "train", cfg.data.classes), n_points, g)
     report = generation_report(samples, refs, train, ec, seed=args.seed or 0, log=_log)
@@ -194,8 +190,8 @@ def _record_generation(cfg, report: dict, started: float) -> None:
 
 
 def _classify(cfg, args) -> int:
-    from ebm3d.tasks.pointnet_classify import robustness_curves, run_classification
-    from ebm3d.tasks.pointnet_data import load_point_shapes
+    from ebm3d.tasks.classification import run_classification
+    from ebm3d.tasks.robustness import robustness_curves
 
     ds = load_point_shapes(cfg.data, progress=cfg.train.progress)
     report = run_classification(cfg, ds, log=_log)
@@ -215,8 +211,7 @@ def cmd_classify(args) -> int:
 
 
 def cmd_robustness(args) -> int:
-    from ebm3d.tasks.pointnet_classify import robustness_curves
-    from ebm3d.tasks.pointnet_data import load_point_shapes
+    from ebm3d.tasks.robustness import robustness_curves
 
     cfg, _ = _run(args)
     if not (cfg.run_dir / "selection.json").is_file():
@@ -228,13 +223,38 @@ def cmd_robustness(args) -> int:
 
 _NO_ROBUSTNESS = option("--no-robustness", action="store_true", help="classification: skip the robustness curves")
 
+def _load_data(cfg: PointNetExperiment, progress: bool = False):
+    """Registry ``load_data``: the point dataset of ``cfg.data``."""
+    return load_point_shapes(cfg.data, progress=progress)
+
+
+def _inputs(cfg: PointNetExperiment, ds, split: str) -> torch.Tensor:
+    """Registry ``inputs``: the split's clouds (N, P, 3), every class the dataset holds."""
+    return points(ds, split)
+
+
+def _untrained(cfg: PointNetExperiment, trained: GenerativePointNet) -> GenerativePointNet:
+    """Registry ``untrained``: the network as :func:`train_point_model` initialises it (``train.seed``)."""
+    torch.manual_seed(cfg.train.seed)
+    return build_point_model(cfg).eval()
+
+
+def _features(cfg: PointNetExperiment, model: GenerativePointNet, clouds: torch.Tensor) -> torch.Tensor:
+    """Registry ``features``: per-point features of ``classify.features`` layers, max-pooled over
+    the points (b, D)."""
+    return model.features(clouds, cfg.classify.features)
+
+
 MODEL = ShapeModel(
     name="pointnet",
     description="generative PointNet: train, sample, reconstruct, interpolate, evaluate, classify, robustness",
     config=PointNetExperiment,
-    load_experiment=load_pointnet_experiment,
-    load_run=load_pointnet_run,
-    build_model=build_model,
+    load_run=load_point_run,
+    load_data=_load_data,
+    inputs=_inputs,
+    train=train_point_model,
+    untrained=_untrained,
+    features=_features,
     commands={
         "train": Command("train a run (resumes) and write its results", "config", cmd_train,
                          (FRESH, _NO_ROBUSTNESS)),

@@ -23,13 +23,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from ebmcore.errors import ConfigError, DataError
 from ebmcore.io import load_tensors
 
 from ebm3d.commands.common import FRESH, N_SAMPLES, SAMPLES_OUT, clear_run, load_config, print_json, write_json
+from ebm3d.config import VoxelNetExperiment
+from ebm3d.experiment import load_experiment
+from ebm3d.models.voxelnet import VoxelNet
 from ebm3d.registry import Command, ShapeModel, option
-from ebm3d.config import ExperimentConfig, load_experiment
-from ebm3d.tasks.training import build_model, load_run
+from ebm3d.tasks.data import config_grids, load_shapes
+from ebm3d.tasks.training import load_voxel_run, train_models
 
 
 def cmd_train(args) -> int:
@@ -51,25 +56,24 @@ def cmd_train(args) -> int:
 def _record_synthesis(cfg, args, started: float) -> None:
     """Evaluate a trained synthesis run on its test split and record it (section ``args.record``)."""
     from ebmcore.results import record
-    from ebm3d.tasks.data import config_grids, load_shapes
     from ebm3d.tasks.recovery import run_recovery
     from ebm3d.tasks.render import save_grid_png
     from ebm3d.tasks.superres import run_superres
     from ebm3d.tasks.synthesis import draw_samples, sample_quality
     from ebm3d.tasks.training import train_seconds
 
-    _, models = load_run(cfg.run_dir)
+    _, models = load_voxel_run(cfg.run_dir)
     ds = load_shapes(cfg.data)
     train, test = config_grids(cfg.data, ds, "train"), config_grids(cfg.data, ds, "test")
     chains = load_tensors(cfg.run_dir / "checkpoint.pt")["chains"].get("buffer")
     samples = draw_samples(cfg, models, len(test), cfg.train.seed + 1, chains)
     save_grid_png(samples[:36].clamp(0, 1), cfg.run_dir / "samples_test_eval.png")
     seed, open3d = args.seed or 0, not args.no_open3d
-    seconds = train_seconds(cfg)
+    seconds = train_seconds(cfg.run_dir)
     recoverer, rec_cfg = models[-1], cfg
     if cfg.recovery.dedicated:
         rec_cfg, recoverer = _dedicated_recovery_model(cfg, train)
-        seconds += train_seconds(rec_cfg)
+        seconds += train_seconds(rec_cfg.run_dir)
     rec = run_recovery(rec_cfg, recoverer, test[: cfg.recovery.n_examples], train, ["random"], seed, cfg.run_dir,
                        open3d)
     sr = run_superres(cfg, models[-1], test[: cfg.superres.n_examples], seed, cfg.run_dir, open3d)
@@ -82,7 +86,7 @@ def _record_synthesis(cfg, args, started: float) -> None:
         "superres": {"ebm": sr["voxelnet"]["error"], "nearest": sr["nearest_upsampling"]["error"]},
         "details": {"recovery": rec, "superres": sr, "n_train": len(train), "n_test": len(test),
                     "resolution": cfg.data.resolution, "samples_from_persistent_chains": chains is not None,
-                    "recovery_model": str(rec_cfg.run_dir), "train_seconds_synthesis": round(train_seconds(cfg), 1)},
+                    "recovery_model": str(rec_cfg.run_dir), "train_seconds_synthesis": round(train_seconds(cfg.run_dir), 1)},
     }
     record("ebm3d", args.record, payload, started=started, train_seconds=round(seconds, 1))
     print_json({k: v for k, v in payload.items() if k != "details"})
@@ -98,9 +102,7 @@ def cmd_classify(args) -> int:
 def _dedicated_recovery_model(cfg, train):
     """Train (resuming) the dedicated recovery model named by ``cfg.recovery.dedicated`` on ``train``
     (its run folder sits next to this run's); returns its config and model."""
-    from ebm3d.tasks.training import train_models
-
-    rec_cfg = load_experiment(cfg.recovery.dedicated, [f"out_dir={cfg.out_dir}"])
+    rec_cfg = load_experiment(cfg.recovery.dedicated, [f"out_dir={cfg.out_dir}"], model="voxelnet")
     if rec_cfg.algorithm.negatives != "recovery":
         raise ConfigError(f"recovery.dedicated: {cfg.recovery.dedicated} does not train with recovery negatives")
     if (rec_cfg.data.resolution, rec_cfg.data.pool) != (cfg.data.resolution, cfg.data.pool):
@@ -110,42 +112,30 @@ def _dedicated_recovery_model(cfg, train):
 
 
 def _classify(cfg, args) -> int:
-    from ebm3d.tasks.voxelnet_classify import run_classification
-    from ebm3d.tasks.data import config_grids, load_shapes
+    from ebm3d.tasks.classification import run_classification
     from ebm3d.tasks.synthesis import draw_samples, sample_report, write_samples
-    from ebm3d.tasks.training import train_seconds
 
-    started = time.time()
-    report = run_classification(cfg, progress=cfg.train.progress)
     if args.record:
-        from ebmcore.results import record
-
-        base = report.get("untrained_baseline")
-        if base is None:
-            raise ConfigError("--record needs classify.untrained_baseline: true (trained against untrained)")
-        payload = {"trained": report["test_accuracy"], "untrained": base["test_accuracy"],
-                   "trained_val": report["val_accuracy"], "untrained_val": base["val_accuracy"],
-                   "selected_step": report["selected_step"], "feature_dim": report["feature_dim"],
-                   "n": report["n"], "classifier": report["classifier"]}
-        record("ebm3d", args.record, payload, started=started, train_seconds=round(train_seconds(cfg), 1))
+        cfg.classify.record = args.record
+    ds = load_shapes(cfg.data, progress=cfg.train.progress)
+    report = run_classification(cfg, ds)
     # samples of the all-class model (persistent chain states or fresh chains), for the inception score
-    _, models = load_run(cfg.run_dir)
+    _, models = load_voxel_run(cfg.run_dir)
     buffer = load_tensors(cfg.run_dir / "checkpoint.pt")["chains"].get("buffer")
     samples = draw_samples(cfg, models, cfg.reference.n_samples, cfg.train.seed + 1, buffer)
-    train = config_grids(cfg.data, load_shapes(cfg.data), "train")
+    train = config_grids(cfg.data, ds, "train")
     write_samples(cfg.run_dir, samples, sample_report(samples, train), open3d=not args.no_open3d)
     print_json({k: v for k, v in report.items() if k not in ("selection_history",)})
     return 0
 
 
 def _run_cfg(args):
-    cfg, models = load_run(args.run, list(args.overrides))
+    cfg, models = load_voxel_run(args.run, list(args.overrides))
     cfg.out_dir, cfg.name = str(Path(args.run).parent), Path(args.run).name
     return cfg, models
 
 
 def cmd_sample(args) -> int:
-    from ebm3d.tasks.data import load_shapes
     from ebm3d.tasks.synthesis import draw_samples, sample_report, write_samples
     from ebm3d.tasks.training import training_grids
 
@@ -159,7 +149,6 @@ def cmd_sample(args) -> int:
 
 
 def cmd_recover(args) -> int:
-    from ebm3d.tasks.data import config_grids, load_shapes
     from ebm3d.tasks.recovery import run_recovery
 
     cfg, models = _run_cfg(args)
@@ -176,7 +165,6 @@ def cmd_recover(args) -> int:
 
 
 def cmd_superres(args) -> int:
-    from ebm3d.tasks.data import config_grids, load_shapes
     from ebm3d.tasks.superres import run_superres
 
     cfg, models = _run_cfg(args)
@@ -188,7 +176,6 @@ def cmd_superres(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from ebm3d.tasks.data import load_shapes
     from ebm3d.tasks.reference import score_samples, train_reference
     from ebm3d.tasks.synthesis import sample_report
     from ebm3d.tasks.training import training_grids
@@ -227,13 +214,47 @@ _THREADS = option("--threads", type=int, default=None, help="torch CPU threads (
 _RECORD = option("--record", metavar="SECTION", help="also evaluate on the test split and record the figures as "
                  "this section of docs/results/ebm3d.json")
 
+def _load_data(cfg: VoxelNetExperiment, progress: bool = False):
+    """Registry ``load_data``: the voxel dataset of ``cfg.data``."""
+    return load_shapes(cfg.data, progress=progress)
+
+
+def _inputs(cfg: VoxelNetExperiment, ds, split: str) -> torch.Tensor:
+    """Registry ``inputs``: occupancy (N, 1, R, R, R) at the configured resolution and pooling."""
+    return config_grids(cfg.data, ds, split)
+
+
+def _train(cfg: VoxelNetExperiment, grids: torch.Tensor, callbacks=None, resume: bool = True):
+    """Registry ``train``: every multigrid level on occupancy ``grids`` (N, 1, R, R, R); the finest
+    model, its trainer and the seconds of all levels."""
+    models, trainers, seconds = train_models(cfg, grids, callbacks=callbacks, resume=resume)
+    return models[-1], trainers[-1], seconds
+
+
+def _untrained(cfg: VoxelNetExperiment, trained: VoxelNet) -> VoxelNet:
+    """Registry ``untrained``: the architecture drawn from ``train.seed`` with the trained model's
+    data mean."""
+    torch.manual_seed(cfg.train.seed)
+    fresh = VoxelNet(trained.spec).to(trained.mean.device)
+    fresh.mean.copy_(trained.mean)
+    return fresh
+
+
+def _features(cfg: VoxelNetExperiment, model: VoxelNet, grids: torch.Tensor) -> torch.Tensor:
+    """Registry ``features``: :meth:`VoxelNet.features` of occupancy grids (b, 1, R, R, R), centred."""
+    return model.features(model.centre(grids))
+
+
 MODEL = ShapeModel(
     name="voxelnet",
     description="generative VoxelNet: train, sample, recover, super-resolve, classify, evaluate",
-    config=ExperimentConfig,
-    load_experiment=load_experiment,
-    load_run=load_run,
-    build_model=build_model,
+    config=VoxelNetExperiment,
+    load_run=load_voxel_run,
+    load_data=_load_data,
+    inputs=_inputs,
+    train=_train,
+    untrained=_untrained,
+    features=_features,
     commands={
         "train": Command("train a run (resumes) and write its results", "config", cmd_train,
                          (FRESH, _RECORD, _THREADS)),

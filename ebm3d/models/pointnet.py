@@ -28,7 +28,7 @@ The first layer is affine in ``x`` and its normalisation removes each channel's 
 so ``f_theta`` is invariant to translating a cloud and to scaling it uniformly. Position and
 overall size of a sample are therefore set by the chain's initial noise and the Gaussian
 reference; generation metrics compare shapes after a per-shape normalisation
-(:mod:`ebm3d.tasks.pointnet_eval`).
+(:mod:`ebm3d.tasks.generation_metrics`).
 
 :meth:`GenerativePointNet.features` gives the classification descriptor: the last hidden layer's
 per-point features max-pooled over the points (published), or every hidden layer's.

@@ -6,26 +6,34 @@ a linear SVM) on standardised features.
 
 Selection uses validation only: every ``classify.eval_every`` training steps (and at the end)
 each value of ``C`` is scored on validation (:func:`validation_accuracy`, :class:`Selector`); the
-best (checkpoint, C) pair is kept in ``best_model.pt``, and only that pair is scored on test
-(:func:`test_scores`). The untrained network goes through the same selection
-(:func:`score_features`). A model's task module supplies its features, training and data.
+best (checkpoint, C) pair is kept in ``best_model.pt`` (the selection in ``selection.json``, which
+a resumed run continues), and only that pair is scored on test (:func:`test_scores`). The
+untrained network goes through the same selection (:func:`score_features`).
 
-The ``classify`` config section this module reads has ``classifier`` (``logistic`` or ``svm``),
-``C`` (the values tried), ``max_iter``, ``eval_every`` and ``folds`` (0: the val split;
-k: k-fold cross-validation over train and val).
+:func:`run_classification` is the one pipeline of every model: the model's registry entry
+(:mod:`ebm3d.registry`) supplies its data, input representation, training, untrained network
+and features. The ``classify`` config section is :class:`ebm3d.config.ClassifyConfig`.
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 import warnings
 from pathlib import Path
+from functools import partial
 from typing import Callable
 
 import numpy as np
+import torch
 
 from ebmcore.errors import ConfigError
-from ebmcore.io import atomic_write, save_tensors
+from ebmcore.io import atomic_write, load_tensors, save_tensors
+from ebmcore.runs import fresh_requested
+
+from ebm3d import registry
+
+SPLITS = ("train", "val", "test")
 
 
 def make_classifier(cfg, C: float, seed: int):
@@ -115,7 +123,7 @@ class Selector:
         self.best: dict | None = None
         self.history: list[dict] = []
         state = self.run_dir / "selection.json"
-        if keep_state and state.is_file():  # a resumed run keeps what it selected before
+        if keep_state and state.is_file() and not fresh_requested(self.run_dir):  # a resumed run keeps its selection
             saved = json.loads(state.read_text())
             self.best, self.history = saved["best"], saved["history"]
 
@@ -145,3 +153,92 @@ class Selector:
     def __call__(self, trainer, step, metrics):
         if step % self.cfg.classify.eval_every == 0 and step != trainer.cfg.steps:
             self.evaluate(trainer.model, step)
+
+
+@torch.no_grad()
+def extract_features(cfg, model, inputs: torch.Tensor) -> np.ndarray:
+    """Descriptors (n, D) float32 of ``inputs`` (n, ...), in batches of ``classify.batch_size``,
+    by the registry entry of ``cfg``'s model (the model in eval mode meanwhile)."""
+    entry, was_training = registry.entry_for(cfg), model.training
+    device = next(model.parameters()).device
+    model.eval()
+    size = cfg.classify.batch_size
+    out = [entry.features(cfg, model, inputs[i:i + size].to(device)).cpu() for i in range(0, len(inputs), size)]
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def split_inputs(cfg, ds) -> tuple[dict, dict]:
+    """{split: the model's inputs} and {split: labels (n,) as a numpy array} for train, val and
+    test (the training split as cut by the data config)."""
+    entry = registry.entry_for(cfg)
+    data = {s: entry.inputs(cfg, ds, s) for s in SPLITS}
+    return data, {s: ds.split_labels(s).numpy()[: len(data[s])] for s in SPLITS}
+
+
+def load_selected(cfg) -> tuple[object, dict]:
+    """The selected model (``best_model.pt``, in eval mode) and the selection record of a
+    classification run."""
+    from ebm3d.experiment import load_run
+
+    record = json.loads((cfg.run_dir / "selection.json").read_text())
+    _, models = load_run(cfg.run_dir)
+    model = models[-1]
+    model.load_state_dict(load_tensors(cfg.run_dir / "best_model.pt")["model"])
+    return model.eval(), record["best"]
+
+
+def run_classification(cfg, ds, *, log: Callable[[str], None] | None = None) -> dict:
+    """Train the unsupervised model on the training split of ``ds`` (resuming), select the
+    checkpoint and C on val, report test accuracy (with ``classify.untrained_baseline``, next to
+    the untrained network's, selected the same way); writes ``classification.json`` and, with
+    ``classify.record``, the results section."""
+    started, entry, c = time.time(), registry.entry_for(cfg), cfg.classify
+    data, ys = split_inputs(cfg, ds)
+    features = partial(extract_features, cfg)  # (model, inputs) -> (n, D)
+    selector = Selector(cfg, features, data, ys, cfg.run_dir, keep_state=True, log=log)
+    model, trainer, seconds = entry.train(cfg, data["train"], callbacks=[selector])
+    best = selector.finish(model, trainer.step)
+    chosen = copy.deepcopy(model)
+    chosen.load_state_dict(load_tensors(cfg.run_dir / "best_model.pt")["model"])
+    feats = {k: features(chosen, v) for k, v in data.items()}
+    clf, scores = test_scores(c, best["C"], feats, ys, ds.classes, cfg.train.seed)
+    report = {"test_accuracy": scores["test_accuracy"], "val_accuracy": best["val_accuracy"],
+              "train_accuracy": accuracy(clf, feats["train"], ys["train"]),
+              "selected_step": best["step"], "selected_C": best["C"], "classifier": c.classifier,
+              "feature_dim": int(feats["train"].shape[1]), "n": {k: int(len(v)) for k, v in data.items()},
+              "per_class_test_accuracy": scores["per_class_test_accuracy"], "selection_history": selector.history,
+              "train_seconds": round(seconds["wall"], 1), "train_cpu_seconds": round(seconds["cpu"], 1),
+              "classes": ds.classes}
+    if c.untrained_baseline:
+        untrained = entry.untrained(cfg, model)
+        report["untrained_baseline"] = score_features(c, {k: features(untrained, v) for k, v in data.items()},
+                                                      ys, cfg.train.seed)
+        if log:
+            log(f"untrained network: validation {report['untrained_baseline']['val_accuracy']:.4f}, "
+                f"test {report['untrained_baseline']['test_accuracy']:.4f}")
+    text = json.dumps(report, indent=2)
+    atomic_write(cfg.run_dir / "classification.json", lambda tmp: tmp.write_text(text))
+    if c.record:
+        record_classification(cfg, report, started)
+    return report
+
+
+def record_classification(cfg, report: dict, started: float) -> None:
+    """Trained and untrained test accuracy (fractions, each selected on validation, from the same
+    run) into section ``classify.record`` of docs/results/ebm3d.json."""
+    from ebmcore.results import record
+
+    from ebm3d.tasks.training import train_seconds
+
+    base = report.get("untrained_baseline")
+    if base is None:
+        raise ConfigError("classify.record needs classify.untrained_baseline: true (trained against untrained)")
+    payload = {"trained": report["test_accuracy"], "untrained": base["test_accuracy"],
+               "trained_val": report["val_accuracy"], "untrained_val": base["val_accuracy"],
+               "selected_step": report["selected_step"], "selected_C": report["selected_C"],
+               "untrained_C": base["C"], "feature_dim": report["feature_dim"], "n": report["n"],
+               "classifier": report["classifier"], "train_steps": cfg.train.steps,
+               "train_cpu_seconds": report["train_cpu_seconds"], "run": str(cfg.run_dir)}
+    record("ebm3d", cfg.classify.record, payload, started=started,
+           train_seconds=round(train_seconds(cfg.run_dir), 1))

@@ -1,9 +1,13 @@
-"""Voxel data for the VoxelNet tasks, through the data layer (:mod:`ebm3d.data`).
+"""The shape models' data, through the data layer (:mod:`ebm3d.data`).
 
-:func:`load_shapes` turns a :class:`~ebm3d.config.DataConfig` into a cached
+Voxels: :func:`load_shapes` turns a :class:`~ebm3d.config.DataConfig` into a cached
 :class:`~ebm3d.data.ShapeDataset`; :func:`grids` takes one split as float occupancy
 (N, 1, R, R, R) in [0, 1], pooled (block average or max) to a coarser resolution when asked;
 :func:`config_grids` does so at a data config's resolution and pooling.
+
+Points: :func:`load_point_shapes` turns a :class:`~ebm3d.config.PointDataConfig` into a cached
+dataset with normalised points (N, P, 3); :func:`points` takes one split. :func:`labels` gives
+the class indices of a split for either.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import torch.nn.functional as F
 
 from ebmcore.errors import DataError
 
-from ebm3d.config import DEFAULT_FOLDERS, DataConfig
+from ebm3d.config import DEFAULT_FOLDERS, DataConfig, PointDataConfig
 from ebm3d.data import BuildOptions, ShapeDataset, build_shapes, load_shapenets_chairs, make_furniture, source_folder
 
 _ROTATION = re.compile(r"_(\d+)\.mat$")
@@ -96,6 +100,44 @@ def config_grids(cfg: DataConfig, ds: ShapeDataset, split: str | None) -> torch.
     return out[: cfg.max_train] if split == "train" and cfg.max_train else out
 
 
-def labels(ds: ShapeDataset, split: str | None) -> torch.Tensor:
-    """Class indices (N,) of a split, aligned with :func:`grids`."""
-    return ds.split_labels(split)
+def labels(ds: ShapeDataset, split: str | None, classes: list[str] | None = None) -> torch.Tensor:
+    """Class indices (N,) of a split (of ``classes`` only, when given), aligned with :func:`grids`
+    and :func:`points`."""
+    return ds.split_labels(split, classes)
+
+
+#: The builder always makes voxel grids too; the smallest it allows keeps that cheap for point sets.
+_POINT_SET_VOXELS = 8
+
+
+def load_point_shapes(cfg: PointDataConfig, progress: bool = False) -> ShapeDataset:
+    """The dataset a point config names, with ``cfg.n_points`` normalised points per shape.
+
+    With ``category_minmax`` the statistics come from the training split of the classes read,
+    so the chosen ``classes`` are read on their own (the map of one class does not depend on
+    the others either way).
+    """
+    classes = tuple(cfg.classes) if cfg.classes else None
+    if cfg.source == "furniture":
+        from ebm3d.data import FURNITURE
+
+        ds = make_furniture(cfg.n_per_class, classes or FURNITURE, resolutions=(_POINT_SET_VOXELS,),
+                            n_points=cfg.n_points, normalisation=cfg.normalisation,
+                            test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    else:
+        options = BuildOptions(resolutions=(_POINT_SET_VOXELS,), n_points=cfg.n_points,
+                               normalisation=cfg.normalisation, val_fraction=cfg.val_fraction,
+                               seed=cfg.seed, classes=classes, max_per_class=cfg.max_per_class,
+                               workers=cfg.workers)
+        ds = build_shapes(source_folder(cfg.path, DEFAULT_FOLDERS["modelnet"]), options, progress=progress)
+    if ds.points is None:
+        raise DataError(f"{cfg.source}: the prepared dataset holds no point sets")
+    return ds
+
+
+def points(ds: ShapeDataset, split: str | None, classes: list[str] | None = None) -> torch.Tensor:
+    """Float32 points (n, P, 3) of a split ('train', 'val', 'test', None = all)."""
+    pts = ds.points[ds.mask(split, classes)].float()
+    if pts.shape[0] == 0:
+        raise DataError(f"the {split} split is empty ({ds.counts()})")
+    return pts

@@ -33,7 +33,7 @@ from pathlib import Path
 from ebmcore.io import save_tensors
 from ebmcore.sampling import langevin
 
-from ebm3d.config import ExperimentConfig, RecoveryConfig
+from ebm3d.config import RecoveryConfig, VoxelNetExperiment
 from ebm3d.metrics import per_voxel_error, voxel_iou
 from ebm3d.models.voxelnet import VoxelNet
 
@@ -162,7 +162,7 @@ def evaluate_recovery(model: VoxelNet, truth: torch.Tensor, train: torch.Tensor,
     return results, arrays
 
 
-def run_recovery(cfg: ExperimentConfig, model: VoxelNet, truth: torch.Tensor, train: torch.Tensor,
+def run_recovery(cfg: VoxelNetExperiment, model: VoxelNet, truth: torch.Tensor, train: torch.Tensor,
                  kinds: list[str], seed: int, run_dir: Path, open3d: bool = True) -> dict:
     """Recover ``truth`` (B, 1, R, R, R) under each corruption kind; writes ``recovery*.pt/png`` into
     ``run_dir``; returns {kind: {method: scores}} with the config and split sizes."""

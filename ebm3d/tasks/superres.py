@@ -20,7 +20,7 @@ from ebmcore.sampling import block_average_projection, langevin
 
 from ebmcore.io import save_tensors
 
-from ebm3d.config import ExperimentConfig, SuperResConfig
+from ebm3d.config import SuperResConfig, VoxelNetExperiment
 from ebm3d.metrics import per_voxel_error, voxel_iou
 from ebm3d.models.voxelnet import VoxelNet
 
@@ -72,7 +72,7 @@ def evaluate_superres(model: VoxelNet, truth: torch.Tensor, cfg: SuperResConfig,
     return results, {"low": low, "high": high.clamp(0, 1), "truth": truth, "nearest": nearest}
 
 
-def run_superres(cfg: ExperimentConfig, model: VoxelNet, truth: torch.Tensor, seed: int, run_dir: Path,
+def run_superres(cfg: VoxelNetExperiment, model: VoxelNet, truth: torch.Tensor, seed: int, run_dir: Path,
                  open3d: bool = True) -> dict:
     """Super-resolve the block averages of ``truth`` (B, 1, R, R, R); writes ``superres.pt/png`` into
     ``run_dir``; returns the scores with the config."""

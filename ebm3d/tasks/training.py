@@ -1,6 +1,13 @@
-"""Training generative VoxelNets with the engine's Trainer, one model per multigrid level.
+"""Training every shape model with the engine's Trainer.
 
-A run folder ``runs/<name>/`` holds the finest level's model (``checkpoint.pt``, ``config.yaml``,
+:func:`fit` is what every model's training shares: the engine's loop, timed, with the training
+seconds kept in ``timing.json`` (summed over resumes; :func:`train_seconds`).
+
+The generative PointNet (:func:`train_point_model`) trains one network on clouds (N, P, 3), with
+its augmentation (:class:`ebm3d.transforms.PointAugment`) as the Trainer's ``transform`` and
+chains at the training point count as its ``chains``.
+
+Generative VoxelNets (:func:`train_models`) train one model per multigrid level. A run folder ``runs/<name>/`` holds the finest level's model (``checkpoint.pt``, ``config.yaml``,
 ``metrics.csv``/``.jsonl``, ``curves.png``, ``tb/``); coarser multigrid levels live in
 ``runs/<name>/level<R>/``. A finer level's training chains start from the coarser level's
 samples, upsampled (:class:`CoarseChains`), as in multigrid learning; the coarsest level uses
@@ -24,27 +31,30 @@ from typing import Callable
 
 import torch
 
-from ebmcore.chains import StatelessChains, multigrid, upsample
-from ebmcore.errors import ConfigError
+from ebmcore.chains import StatelessChains, make_chains, multigrid, upsample
+from ebmcore.errors import ConfigError, DataError
 from ebmcore.io import atomic_write, load_tensors
 from ebmcore.learning import CHECKPOINT, Trainer
 from ebmcore.training_config import TrainConfig
 from ebmcore.sampling import langevin
 
-from ebm3d.config import ExperimentConfig, load_experiment
+from ebm3d.config import PointNetExperiment, VoxelNetExperiment
+from ebm3d.experiment import load_experiment
+from ebm3d.models.pointnet import GenerativePointNet
 from ebm3d.models.voxelnet import VoxelNet
 from ebm3d.tasks.data import config_grids
+from ebm3d.transforms import PointAugment
 from ebm3d.tasks.recovery import observed_mean_fill, random_mask
 
 TIMING = "timing.json"
 
 
-def levels_of(cfg: ExperimentConfig) -> list[int]:
+def levels_of(cfg: VoxelNetExperiment) -> list[int]:
     """Resolutions of the run's models, coarse to fine (one entry without multigrid)."""
     return list(cfg.synthesis.levels) or [cfg.data.resolution]
 
 
-def level_dir(cfg: ExperimentConfig, resolution: int, run_dir: Path | None = None) -> Path:
+def level_dir(cfg: VoxelNetExperiment, resolution: int, run_dir: Path | None = None) -> Path:
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
     return run_dir if resolution == levels_of(cfg)[-1] else run_dir / f"level{resolution}"
 
@@ -64,7 +74,7 @@ def occupancy_sampler(model: VoxelNet, steps: int, step_size: float, noise: str 
     return run
 
 
-def chain_bounds(cfg: ExperimentConfig, model: VoxelNet):
+def chain_bounds(cfg: VoxelNetExperiment, model: VoxelNet):
     """The trainer's clamp: the occupancy range [0, 1] in the model's centred space
     (:meth:`VoxelNet.occupancy_bounds`, each (1, 1, R, R, R)) with ``algorithm.clamp``, else None."""
     return model.occupancy_bounds() if cfg.algorithm.clamp else None
@@ -96,7 +106,7 @@ class RecoveryChains(StatelessChains):
         return torch.where(self._mask, self._observed, samples)
 
 
-def effective_train_config(cfg: ExperimentConfig, n_train: int) -> TrainConfig:
+def effective_train_config(cfg: VoxelNetExperiment, n_train: int) -> TrainConfig:
     """``cfg.train`` with ``cfg.algorithm.bookkeeping`` applied for ``n_train`` training shapes.
 
     'official': one optimiser step per pass over the data (``optim.accumulate = 0``), persistent
@@ -142,7 +152,7 @@ def coarse_samples(models: list[VoxelNet], n: int, steps: int, step_size: float,
         return multigrid(samplers, x0, factor)[-1].detach()
 
 
-def build_model(cfg: ExperimentConfig, resolution: int, train: torch.Tensor | None = None) -> VoxelNet:
+def build_voxel_model(cfg: VoxelNetExperiment, resolution: int, train: torch.Tensor | None = None) -> VoxelNet:
     """A VoxelNet for one level, its weights drawn from (train.seed, resolution); with ``train``
     occupancy grids its mean buffer is set."""
     torch.manual_seed(cfg.train.seed * 1009 + resolution)
@@ -168,37 +178,36 @@ class SnapshotSamples:
         save_grid_png(occ, self.folder / "samples" / f"step_{step:07d}.png")
 
 
-def train_models(cfg: ExperimentConfig, train: torch.Tensor, run_dir: Path | None = None,
-                 callbacks: list | None = None, resume: bool = True) -> tuple[list[VoxelNet], list[Trainer], float]:
+def train_models(cfg: VoxelNetExperiment, train: torch.Tensor, run_dir: Path | None = None,
+                 callbacks: list | None = None, resume: bool = True) -> tuple[list[VoxelNet], list[Trainer], dict]:
     """Train every level on the training occupancy grids ``train`` (N, 1, R, R, R), coarse to fine.
 
-    Returns the models, their trainers and the wall-clock seconds spent. ``callbacks`` are given
+    Returns the models, their trainers and the seconds spent (``{"wall", "cpu"}``, all levels). ``callbacks`` are given
     to the finest level's trainer; every level saves its synthesised batch as a PNG every
     ``train.sample_every`` steps (:class:`SnapshotSamples`).
     """
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
     levels = levels_of(cfg)
     models, trainers = [], []
-    started = time.time()
+    seconds = {"wall": 0.0, "cpu": 0.0}
     for i, res in enumerate(levels):
         data = torch.nn.functional.avg_pool3d(train, train.shape[-1] // res) if res != train.shape[-1] else train
-        model = build_model(cfg, res, data)
+        model = build_voxel_model(cfg, res, data)
         finest = i == len(levels) - 1
         folder = level_dir(cfg, res, run_dir)
         cbs = [SnapshotSamples(folder, cfg.train.sample_every)] + (list(callbacks or []) if finest else [])
         trainer = Trainer(model, model.centre(data), effective_train_config(cfg, len(data)), folder,
                           resume=resume, callbacks=cbs, full_config=cfg, clamp=chain_bounds(cfg, model),
                           chains=level_chains(cfg, models, model, res))
-        level_started = time.time()
-        trainer.fit()
-        add_train_seconds(folder, time.time() - level_started)
+        for key, value in fit(trainer).items():
+            seconds[key] += value
         model.eval()
         models.append(model)
         trainers.append(trainer)
-    return models, trainers, time.time() - started
+    return models, trainers, seconds
 
 
-def level_chains(cfg: ExperimentConfig, coarser: list[VoxelNet], model: VoxelNet, resolution: int):
+def level_chains(cfg: VoxelNetExperiment, coarser: list[VoxelNet], model: VoxelNet, resolution: int):
     """The training chains of one level: recovery negatives, chains from the coarser levels'
     samples, or None (the configured chains)."""
     if cfg.algorithm.negatives == "recovery":
@@ -208,6 +217,16 @@ def level_chains(cfg: ExperimentConfig, coarser: list[VoxelNet], model: VoxelNet
         return CoarseChains(coarser, model, s.steps, s.step_size, cfg.train.chains.std,
                             resolution // coarser[-1].spec.resolution, s.noise, cfg.algorithm.clamp)
     return None
+
+
+def fit(trainer: Trainer) -> dict[str, float]:
+    """Run ``trainer`` to its last step (resuming where it stands) and add the wall seconds to its
+    run folder's ``timing.json``; returns this call's ``{"wall": s, "cpu": s}`` (process CPU)."""
+    started, cpu = time.time(), time.process_time()
+    trainer.fit()
+    seconds = {"wall": time.time() - started, "cpu": time.process_time() - cpu}
+    add_train_seconds(trainer.run_dir, seconds["wall"])
+    return seconds
 
 
 def add_train_seconds(folder: Path, seconds: float) -> float:
@@ -220,34 +239,88 @@ def add_train_seconds(folder: Path, seconds: float) -> float:
     return total
 
 
-def train_seconds(cfg: ExperimentConfig, run_dir: Path | None = None) -> float:
-    """Training seconds of every level of a run, summed over resumes (0 for a level without timing)."""
-    total = 0.0
-    for res in levels_of(cfg):
-        path = level_dir(cfg, res, run_dir) / TIMING
-        total += json.loads(path.read_text())["train_seconds"] if path.is_file() else 0.0
-    return total
+def train_seconds(run_dir: str | Path) -> float:
+    """Training seconds of a run folder and its multigrid levels (``level<R>/``), summed over
+    resumes (0 for a folder without timing)."""
+    paths = [Path(run_dir) / TIMING, *sorted(Path(run_dir).glob(f"level*/{TIMING}"))]
+    return sum(json.loads(p.read_text())["train_seconds"] for p in paths if p.is_file())
 
 
-def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, list[VoxelNet]]:
-    """The config and trained models (coarse to fine) of a run folder."""
+def load_voxel_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[VoxelNetExperiment, list[VoxelNet]]:
+    """The config and trained models (coarse to fine) of a VoxelNet run folder."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
-    cfg = load_experiment(cfg_path, overrides)
+    cfg = load_experiment(cfg_path, overrides, model="voxelnet")
     models = []
     for res in levels_of(cfg):
         ckpt = level_dir(cfg, res, run_dir) / CHECKPOINT
         if not ckpt.is_file():
             raise ConfigError(f"{ckpt}: no checkpoint; train the run first (ebm3d train)")
-        model = build_model(cfg, res)
+        model = build_voxel_model(cfg, res)
         model.load_state_dict(load_tensors(ckpt, map_location=cfg.train.device)["model"])
         model.eval()
         models.append(model)
     return cfg, models
 
 
-def training_grids(cfg: ExperimentConfig, ds) -> torch.Tensor:
+def training_grids(cfg: VoxelNetExperiment, ds) -> torch.Tensor:
     """The training split of a dataset as occupancy (N, 1, R, R, R)."""
     return config_grids(cfg.data, ds, "train")
+
+
+# ------------------------------------------------------------------ the generative PointNet
+
+
+def build_point_model(cfg: PointNetExperiment) -> GenerativePointNet:
+    """The experiment's energy network (taking ``cfg.train_points`` points with ``norm: position``)."""
+    return GenerativePointNet(cfg.energy.spec(cfg.train_points))
+
+
+def set_threads(cfg: PointNetExperiment) -> None:
+    """Torch CPU threads from the experiment's ``threads`` (None: leave them)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+
+def point_trainer(cfg: PointNetExperiment, model: GenerativePointNet, data: torch.Tensor, *, resume: bool = True,
+                  callbacks=None, run_dir: str | Path | None = None) -> Trainer:
+    """The engine's trainer for clouds ``data`` (N, P, 3) with the experiment's augmentation
+    (``transform``) and chains of ``cfg.train_points`` points (``chains``)."""
+    c = cfg.train.chains
+    chains = make_chains(c.kind, (cfg.train_points, 3), std=c.std, mean=c.mean, num_chains=c.num_chains,
+                         reinit_prob=c.reinit_prob)
+    augment = PointAugment(cfg.train.seed, cfg.data.train_points, cfg.data.jitter)
+    return Trainer(model, data, cfg.train, run_dir or cfg.run_dir, resume=resume, callbacks=callbacks,
+                   full_config=cfg, chains=chains, transform=augment)
+
+
+def train_point_model(cfg: PointNetExperiment, data: torch.Tensor, callbacks=None,
+                      resume: bool = True) -> tuple[GenerativePointNet, Trainer, dict]:
+    """Train (resuming from ``cfg.run_dir``) on clouds (N, P, 3); returns (model in eval mode,
+    trainer, ``{"wall": s, "cpu": s}`` of this call's training loop)."""
+    if data.dim() != 3 or data.shape[-1] != 3:
+        raise DataError(f"training clouds must be (N, P, 3), got {tuple(data.shape)}")
+    set_threads(cfg)
+    torch.manual_seed(cfg.train.seed)
+    trainer = point_trainer(cfg, build_point_model(cfg), data, callbacks=callbacks, resume=resume)
+    seconds = fit(trainer)
+    return trainer.model.eval(), trainer, seconds
+
+
+def load_point_run(run_dir: str | Path, overrides: list[str] | None = None,
+                   checkpoint: str = CHECKPOINT) -> tuple[PointNetExperiment, list[GenerativePointNet]]:
+    """The saved config (with ``overrides``) and the trained model (a list of one) of a PointNet run
+    folder."""
+    run_dir = Path(run_dir)
+    ckpt = run_dir / checkpoint
+    if not ckpt.is_file():
+        raise DataError(f"{run_dir}: no {checkpoint} (train the run first)")
+    cfg = load_experiment(run_dir / "config.yaml", overrides, model="pointnet")
+    cfg.out_dir, cfg.name = str(run_dir.parent), run_dir.name
+    set_threads(cfg)
+    model = build_point_model(cfg)
+    model.load_state_dict(load_tensors(ckpt)["model"])
+    model.eval()
+    return cfg, [model]

@@ -36,7 +36,7 @@ def test_model_name_forms(tmp_path):
 
 def test_one_loader_dispatches_on_the_model_name():
     assert type(load_experiment(CONFIGS / "pointnet_demo.yaml")).__name__ == "PointNetExperiment"
-    assert type(load_experiment(CONFIGS / "voxelnet_demo.yaml")).__name__ == "ExperimentConfig"
+    assert type(load_experiment(CONFIGS / "voxelnet_demo.yaml")).__name__ == "VoxelNetExperiment"
 
 
 def test_commands_and_options_of_the_other_model_are_refused(tmp_path, capsys):
@@ -48,13 +48,13 @@ def test_commands_and_options_of_the_other_model_are_refused(tmp_path, capsys):
 
 
 def test_model_section_with_a_name_and_partial_sections(tmp_path):
-    from ebm3d.config import ExperimentConfig
-    from ebm3d.tasks.pointnet_config import PointNetExperiment
+    from ebm3d.config import VoxelNetExperiment
+    from ebm3d.config import PointNetExperiment
 
     (tmp_path / "v.yaml").write_text("model: {name: voxelnet, channels: [8, 16]}\ntrain: {steps: 7}\n")
     cfg = load_experiment(tmp_path / "v.yaml")
-    assert cfg.model.channels == [8, 16] and cfg.model.kernels == ExperimentConfig().model.kernels
-    assert cfg.train.steps == 7 and cfg.train.optim == ExperimentConfig().train.optim
+    assert cfg.model.channels == [8, 16] and cfg.model.kernels == VoxelNetExperiment().model.kernels
+    assert cfg.train.steps == 7 and cfg.train.optim == VoxelNetExperiment().train.optim
     (tmp_path / "p.yaml").write_text("model: {name: pointnet}\ntrain: {steps: 7}\n")
     cfg = load_experiment(tmp_path / "p.yaml")
     assert cfg.train.steps == 7 and cfg.train.sampler == PointNetExperiment().train.sampler  # PointNet defaults
@@ -64,5 +64,15 @@ def test_model_section_with_a_name_and_partial_sections(tmp_path):
 
 def test_each_entry_names_its_config_class_and_loaders():
     for model in registry.models():
-        cfg = model.load_experiment(None, [])
+        cfg = load_experiment(None, [], model=model.name)
         assert type(cfg) is model.config and cfg.run_dir.name == cfg.name
+        assert registry.entry_for(cfg) is model
+
+
+def test_renamed_keys_keep_loading_and_both_forms_are_refused(tmp_path):
+    """A run saved before classify.baseline became classify.untrained_baseline still loads."""
+    (tmp_path / "p.yaml").write_text("model: pointnet\nclassify: {baseline: false}\n")
+    assert load_experiment(tmp_path / "p.yaml").classify.untrained_baseline is False
+    assert load_experiment(tmp_path / "p.yaml", ["classify.baseline=true"]).classify.untrained_baseline is True
+    with pytest.raises(ConfigError, match="classify.baseline: renamed to classify.untrained_baseline"):
+        load_experiment(tmp_path / "p.yaml", ["classify.untrained_baseline=true"])

@@ -9,9 +9,10 @@ from PIL import Image
 from ebmcore.paths import data_root
 
 from ebm3d import transforms as T
-from ebm3d.tasks.pointnet_classify import corrupt, grids, robustness_curves, run_classification
-from ebm3d.tasks.pointnet_config import load_pointnet_experiment
-from ebm3d.tasks.pointnet_data import load_point_shapes
+from ebm3d.experiment import load_experiment
+from ebm3d.tasks.classification import run_classification
+from ebm3d.tasks.data import load_point_shapes
+from ebm3d.tasks.robustness import corrupt, grids, robustness_curves
 
 PCD = data_root() / "modelnet10-pcd"
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -22,7 +23,7 @@ def test_classifier_pipeline_and_robustness_on_a_real_slice(tmp_path, monkeypatc
     import ebmcore.results
 
     monkeypatch.setattr(ebmcore.results, "RESULTS_DIR", tmp_path / "results")
-    cfg = load_pointnet_experiment(None, [
+    cfg = load_experiment(None, model="pointnet", overrides=[
         f"out_dir={tmp_path}", "name=cls", "task=classification", "data.normalisation=sphere",
         "data.max_per_class=6", "data.val_fraction=0.2", "data.n_points=128", "data.train_points=64",
         "energy.widths=[8,16]", "energy.mlp=[8]", "energy.sigma_ref=null", "energy.norm=layer", "train.steps=4",
@@ -43,8 +44,8 @@ def test_classifier_pipeline_and_robustness_on_a_real_slice(tmp_path, monkeypatc
     assert 0.0 <= report["untrained_baseline"]["test_accuracy"] <= 1.0
     assert json.loads((cfg.run_dir / "classification.json").read_text())["test_accuracy"] == report["test_accuracy"]
     recorded = json.loads((tmp_path / "results" / "ebm3d.json").read_text())["pointnet_modelnet10"]
-    assert recorded["trained"]["test_accuracy"] == report["test_accuracy"]
-    assert recorded["untrained"] == report["untrained_baseline"] and recorded["train_seconds"] >= 0
+    assert recorded["trained"] == report["test_accuracy"] and recorded["trained_val"] == report["val_accuracy"]
+    assert recorded["untrained"] == report["untrained_baseline"]["test_accuracy"] and recorded["train_seconds"] >= 0
 
     rob = robustness_curves(cfg, ds, seed=0, log=lambda m: None)
     curves = rob["curves"]
@@ -58,7 +59,7 @@ def test_classifier_pipeline_and_robustness_on_a_real_slice(tmp_path, monkeypatc
 
 
 def test_default_grids_are_the_published_ones():
-    cfg = load_pointnet_experiment(None, [])
+    cfg = load_experiment(None, model="pointnet")
     g = grids(cfg)
     assert g["missing"][0] == 0.0 and g["missing"][-1] == 0.99 and len(g["missing"]) == 20
     assert g["outliers"][0] == 0.0 and g["outliers"][-1] == 1.0

@@ -13,9 +13,9 @@ from ebmcore.sampling import langevin
 
 from ebm3d.data.points import normalise
 from ebm3d.models.pointnet import PAPER, GenerativePointNet, PointNetSpec
-from ebm3d.tasks.pointnet_config import load_pointnet_experiment
-from ebm3d.tasks.pointnet_tasks import chain_settings
-from ebm3d.tasks.pointnet_train import build_model, make_trainer
+from ebm3d.experiment import load_experiment
+from ebm3d.tasks.synthesis import chain_settings
+from ebm3d.tasks.training import build_point_model, point_trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,7 +25,7 @@ SYNTHESIS = ("pointnet_paper.yaml", "pointnet_chair_cpu.yaml")
 
 def _flat_score(cfg) -> GenerativePointNet:
     """The experiment's network with f_theta = 0: the chain then samples the reference alone."""
-    model = build_model(cfg)
+    model = build_point_model(cfg)
     last = model.head[-1]
     torch.nn.init.zeros_(last.weight)
     torch.nn.init.zeros_(last.bias)
@@ -40,7 +40,7 @@ def test_sampler_is_langevin_at_temperature_one_with_the_reference(name):
     """With f_theta = 0 the update is x <- (1 - a) x + delta * eps, a = delta^2 / (2 sigma_ref^2).
     From x = 0 the per-coordinate std after T steps is delta * sqrt(sum_k (1 - a)^(2k)) (noise at
     temperature 1); without noise x = c shrinks to c (1 - a)^T (the reference term)."""
-    cfg = load_pointnet_experiment(CONFIGS / name, ["data.n_points=512", "data.train_points=512",
+    cfg = load_experiment(CONFIGS / name, ["data.n_points=512", "data.train_points=512",
                                                     "energy.widths=[8,8]", "energy.mlp=[4]"])
     s = cfg.train.sampler
     assert (s.step_size, s.noise_scale, s.steps, cfg.energy.sigma_ref) == (0.01, 1.0, 64, 0.3)
@@ -72,7 +72,7 @@ def test_category_scalar_normalisation_keeps_aspect_ratios():
     per_axis, _ = normalise(pts, labels, fit, 2, "category_minmax")  # the other mode stretches the axes
     assert not np.allclose(extent(per_axis) / extent(per_axis)[:, :1], extent(sphere) / extent(sphere)[:, :1], rtol=0.05)
     for name in SYNTHESIS:
-        assert load_pointnet_experiment(CONFIGS / name).data.normalisation == "category_scalar"
+        assert load_experiment(CONFIGS / name).data.normalisation == "category_scalar"
 
 
 # ------------------------------------------------------------------ network: residual layer, per-position affine
@@ -98,9 +98,9 @@ def test_residual_layer_adds_its_input():
             assert h[1].abs().max() == 0
     assert PAPER["residual"]
     for name in SYNTHESIS + ("pointnet_modelnet10_cpu.yaml",):
-        cfg = load_pointnet_experiment(CONFIGS / name)
+        cfg = load_experiment(CONFIGS / name)
         assert cfg.energy.residual and cfg.energy.widths[:2] == [64, 64]
-        assert type(build_model(cfg).convs[1]).__name__ == "Residual"
+        assert type(build_point_model(cfg).convs[1]).__name__ == "Residual"
 
 
 def test_position_norm_has_a_scale_and_shift_per_point_position():
@@ -119,9 +119,9 @@ def test_position_norm_has_a_scale_and_shift_per_point_position():
         PointNetSpec(norm="position").validate()
     assert PAPER["norm"] == "position"
     for name in SYNTHESIS:
-        cfg = load_pointnet_experiment(CONFIGS / name)
+        cfg = load_experiment(CONFIGS / name)
         assert cfg.energy.norm == "position"
-        assert build_model(cfg).norms[0].norm.weight.shape == (cfg.train_points,)
+        assert build_point_model(cfg).norms[0].norm.weight.shape == (cfg.train_points,)
 
 
 # ------------------------------------------------------------------ training: StepLR
@@ -129,13 +129,13 @@ def test_position_norm_has_a_scale_and_shift_per_point_position():
 
 @pytest.mark.parametrize("name", SYNTHESIS + ("pointnet_modelnet10_cpu.yaml",))
 def test_learning_rate_decays_by_0998_every_10_updates(tmp_path, name):
-    cfg = load_pointnet_experiment(CONFIGS / name, [
+    cfg = load_experiment(CONFIGS / name, [
         f"out_dir={tmp_path}", "name=lr", "energy.widths=[8,8]", "energy.mlp=[4]", "data.n_points=16",
         "data.train_points=16", "train.batch_size=2", "train.sampler.steps=1", "train.steps=20",
         "train.progress=false", "train.tensorboard=false", "threads=1"])
     o = cfg.train.optim
     assert (o.lr_step_every, o.lr_gamma) == (10, 0.998)
-    trainer = make_trainer(cfg, build_model(cfg), 0.3 * torch.randn(4, 16, 3), resume=False)
+    trainer = point_trainer(cfg, build_point_model(cfg), 0.3 * torch.randn(4, 16, 3), resume=False)
     trainer.fit()
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(o.lr * 0.998**2)
 
@@ -144,14 +144,14 @@ def test_learning_rate_decays_by_0998_every_10_updates(tmp_path, name):
 
 
 def test_classification_uses_the_last_layers_features():
-    from ebm3d.tasks.pointnet_classify import extract_features
+    from ebm3d.tasks.classification import extract_features
 
-    cfg = load_pointnet_experiment(CONFIGS / "pointnet_modelnet10_cpu.yaml")
+    cfg = load_experiment(CONFIGS / "pointnet_modelnet10_cpu.yaml")
     assert cfg.classify.features == "last"
-    assert load_pointnet_experiment(None).classify.features == "last"
-    model = build_model(cfg)
+    assert load_experiment(None, model="pointnet").classify.features == "last"
+    model = build_point_model(cfg)
     x = torch.randn(3, 40, 3)
-    feats = extract_features(model, x, cfg.classify.features)
+    feats = extract_features(cfg, model, x)
     assert feats.shape == (3, cfg.energy.widths[-1])
     np.testing.assert_allclose(feats, model.point_features(x)[-1].amax(dim=2).detach().numpy(), rtol=1e-6)
 
@@ -160,7 +160,7 @@ def test_classification_uses_the_last_layers_features():
 
 
 def _run_cfg(tmp_path, name, steps):
-    return load_pointnet_experiment(CONFIGS / "pointnet_chair_cpu.yaml", [
+    return load_experiment(CONFIGS / "pointnet_chair_cpu.yaml", [
         f"out_dir={tmp_path}", f"name={name}", "energy.widths=[8,8,16]", "energy.mlp=[8]", "data.n_points=48",
         "data.train_points=32", "train.batch_size=4", "train.sampler.steps=4", f"train.steps={steps}",
         "train.ckpt_every=100", "train.log_every=1", "train.progress=false", "train.tensorboard=false", "threads=1"])
@@ -168,7 +168,7 @@ def _run_cfg(tmp_path, name, steps):
 
 def _train(cfg, data):
     torch.manual_seed(cfg.train.seed)
-    trainer = make_trainer(cfg, build_model(cfg), data)
+    trainer = point_trainer(cfg, build_point_model(cfg), data)
     trainer.fit()
     trainer.save_checkpoint()
     return trainer

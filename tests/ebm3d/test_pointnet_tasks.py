@@ -13,15 +13,16 @@ from ebmcore.sampling import langevin
 
 from ebm3d.data.readers import read_pcd
 from ebm3d.registry import declared_name
-from ebm3d.tasks.pointnet_config import load_pointnet_experiment
-from ebm3d.tasks.pointnet_tasks import (
-    chain_settings,
-    interpolate,
-    noise_path,
-    reconstruct,
-    synthesise,
-)
-from ebm3d.tasks.pointnet_train import build_model, load_pointnet_run
+from ebm3d.experiment import load_experiment
+from ebm3d.tasks.interpolation import interpolate, noise_path
+from ebm3d.tasks.reconstruction import reconstruct
+from ebm3d.tasks.synthesis import chain_settings, draw_clouds
+from ebm3d.tasks.training import build_point_model, load_point_run, train_point_model
+
+
+def load_pointnet_experiment(path, overrides=None):
+    """A PointNet experiment (defaults when ``path`` is None) through the one loader."""
+    return load_experiment(path, overrides, model="pointnet")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,7 +39,7 @@ def _cfg(tmp_path, *extra):
 
 def _model(cfg, seed=0):
     torch.manual_seed(seed)
-    return build_model(cfg).eval()
+    return build_point_model(cfg).eval()
 
 
 def _chairs(n=2, points=32):
@@ -104,24 +105,24 @@ def test_chain_step_scales_with_point_count(tmp_path):
 def test_synthesis_is_seeded_finite_and_clamped(tmp_path):
     cfg = _cfg(tmp_path)
     model = _model(cfg)
-    a = synthesise(model, cfg, 5, seed=3, batch_size=2)
-    b = synthesise(model, cfg, 5, seed=3, batch_size=2)
+    a = draw_clouds(model, cfg, 5, seed=3, batch_size=2)
+    b = draw_clouds(model, cfg, 5, seed=3, batch_size=2)
     assert a.shape == (5, 32, 3)
     torch.testing.assert_close(a, b)
     assert torch.isfinite(a).all() and a.abs().max() <= 1.0
-    assert not torch.allclose(a, synthesise(model, cfg, 5, seed=4, batch_size=2))
-    assert synthesise(model, cfg, 2, n_points=100, seed=0).shape == (2, 100, 3)
+    assert not torch.allclose(a, draw_clouds(model, cfg, 5, seed=4, batch_size=2))
+    assert draw_clouds(model, cfg, 2, n_points=100, seed=0).shape == (2, 100, 3)
 
 
 def test_synthesis_takes_its_own_chain_length(tmp_path):
     """``synthesis.steps`` sets the sampling chain (0 steps: the initial noise itself)."""
-    from ebm3d.tasks.pointnet_tasks import initial_noise
+    from ebm3d.tasks.synthesis import initial_noise
 
     cfg = _cfg(tmp_path, "synthesis.steps=0")
     z = initial_noise(cfg, 3, 32, torch.Generator().manual_seed(5))
-    torch.testing.assert_close(synthesise(_model(cfg), cfg, 3, seed=5), z)
+    torch.testing.assert_close(draw_clouds(_model(cfg), cfg, 3, seed=5), z)
     longer = _cfg(tmp_path, "synthesis.steps=8")
-    assert not torch.allclose(synthesise(_model(longer), longer, 3, seed=5), synthesise(_model(cfg), _cfg(tmp_path), 3, seed=5))
+    assert not torch.allclose(draw_clouds(_model(longer), longer, 3, seed=5), draw_clouds(_model(cfg), _cfg(tmp_path), 3, seed=5))
 
 
 @needs_pcd
@@ -184,14 +185,13 @@ def test_noise_paths():
 
 @needs_pcd
 def test_short_training_on_real_chairs_lowers_the_objective(tmp_path):
-    from ebm3d.tasks.pointnet_data import load_point_shapes, points
-    from ebm3d.tasks.pointnet_train import train_pointnet
+    from ebm3d.tasks.data import load_point_shapes, points
 
     cfg = _cfg(tmp_path, "data.classes=[chair]", "data.max_per_class=24", "train.steps=30",
                "train.batch_size=8", "train.log_every=1", "train.progress=false", "train.tensorboard=false",
                "train.optim.lr=0.003", "train.ckpt_every=10", "train.sample_every=10")
     ds = load_point_shapes(cfg.data)
-    model, trainer, _ = train_pointnet(cfg, points(ds, "train", ["chair"]))
+    model, trainer, _ = train_point_model(cfg, points(ds, "train", ["chair"]))
     rows = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 30
     loss = [r["loss"] for r in rows]
@@ -200,19 +200,17 @@ def test_short_training_on_real_chairs_lowers_the_objective(tmp_path):
     assert s.shape == (8, 32, 3) and torch.isfinite(s).all() and s.abs().max() <= 1.0
     assert (cfg.run_dir / "samples" / "step000010.pt").is_file()
     # the run reloads with its config and weights
-    cfg2, model2 = load_pointnet_run(cfg.run_dir)
+    cfg2, (model2,) = load_point_run(cfg.run_dir)
     assert cfg2.energy.widths == [8, 16]
     x = points(ds, "test", ["chair"])[:2]
     torch.testing.assert_close(model2.energy(x), model.eval().energy(x))
 
 
 def test_bad_training_input_and_missing_run(tmp_path):
-    from ebm3d.tasks.pointnet_train import train_pointnet
-
     with pytest.raises(DataError, match=r"\(N, P, 3\)"):
-        train_pointnet(_cfg(tmp_path), torch.zeros(4, 10, 2))
+        train_point_model(_cfg(tmp_path), torch.zeros(4, 10, 2))
     with pytest.raises(DataError, match="checkpoint.pt"):
-        load_pointnet_run(tmp_path / "nothing")
+        load_point_run(tmp_path / "nothing")
 
 
 # ------------------------------------------------------------------ command line

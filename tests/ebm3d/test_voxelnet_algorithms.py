@@ -12,11 +12,12 @@ from ebmcore.io import load_tensors
 from ebmcore.learning import Trainer
 from ebmcore.paths import dataset_dir
 from ebm3d.cli import main
-from ebm3d.config import ExperimentConfig, RecoveryConfig, load_experiment
+from ebm3d.config import RecoveryConfig, VoxelNetExperiment
+from ebm3d.experiment import load_experiment
 from ebm3d.models.voxelnet import PAPER, VoxelNet, VoxelNetSpec, max_pool_same
 from ebm3d.tasks.recovery import evaluate_recovery, observed_mean_fill, random_mask, recover
 from ebm3d.tasks.synthesis import sample_quality
-from ebm3d.tasks.training import build_model, chain_bounds, effective_train_config, level_chains
+from ebm3d.tasks.training import build_voxel_model, chain_bounds, effective_train_config, level_chains
 from ebmcore.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -46,16 +47,16 @@ def shapes(n=12, R=8, seed=0) -> torch.Tensor:
     return out
 
 
-def small_cfg(tmp_path, overrides=()) -> ExperimentConfig:
+def small_cfg(tmp_path, overrides=()) -> VoxelNetExperiment:
     return load_experiment(CONFIGS / "voxelnet_chair16_cpu.yaml",
                            [f"out_dir={tmp_path}", "name=t", "data.source=furniture", "data.resolution=8",
                             "data.pool=avg", "data.rotations=null", *SMALL, "train.batch_size=4",
                             "train.sampler.steps=3", "train.chains.num_chains=8", *overrides])
 
 
-def trainer(cfg: ExperimentConfig, data: torch.Tensor, run_dir) -> Trainer:
+def trainer(cfg: VoxelNetExperiment, data: torch.Tensor, run_dir) -> Trainer:
     """The engine's Trainer with the VoxelNet switches, as :func:`train_models` builds it."""
-    model = build_model(cfg, 8, data)
+    model = build_voxel_model(cfg, 8, data)
     return Trainer(model, model.centre(data), effective_train_config(cfg, len(data)), run_dir,
                    clamp=chain_bounds(cfg, model), resume=False, full_config=cfg,
                    chains=level_chains(cfg, [], model, 8))

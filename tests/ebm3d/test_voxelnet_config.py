@@ -7,7 +7,8 @@ import pytest
 from ebmcore.errors import ConfigError
 from ebmcore.training_config import TrainConfig
 from ebm3d.cli import main
-from ebm3d.config import ExperimentConfig, load_experiment
+from ebm3d.config import VoxelNetExperiment
+from ebm3d.experiment import load_experiment
 from ebm3d.tasks.training import levels_of
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -18,7 +19,7 @@ NAMES = ["voxelnet_paper.yaml", "voxelnet_paper_superres.yaml", "voxelnet_chair_
 @pytest.mark.parametrize("name", NAMES)
 def test_shipped_configs_load(name):
     cfg = load_experiment(CONFIGS / name)
-    assert isinstance(cfg, ExperimentConfig) and isinstance(cfg.train, TrainConfig)
+    assert isinstance(cfg, VoxelNetExperiment) and isinstance(cfg.train, TrainConfig)
     assert cfg.name == name.removesuffix(".yaml")
     assert levels_of(cfg)[-1] == cfg.data.resolution
 

@@ -13,7 +13,7 @@ from ebm3d.cli import main
 from ebm3d.config import RecoveryConfig
 from ebm3d.tasks.data import grids, load_shapes
 from ebm3d.tasks.recovery import random_mask, region_mask
-from ebm3d.tasks.training import load_run
+from ebm3d.tasks.training import load_voxel_run
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CHAIRS = dataset_dir("shapenets-chair-vox30")
@@ -65,7 +65,7 @@ def test_train_writes_the_run_and_samples(chair_run):
 
 @need_chairs
 def test_training_makes_held_out_chairs_likelier_than_chain_starts(chair_run):
-    cfg, (model,) = load_run(chair_run)
+    cfg, (model,) = load_voxel_run(chair_run)
     untrained = type(model)(model.spec)
     untrained.mean.copy_(model.mean)
     ds = load_shapes(cfg.data)
@@ -149,7 +149,7 @@ def test_multigrid_trains_coarse_to_fine(tmp_path):
             "synthesis.levels=[16,32]", "train.chains.kind=short_run", "synthesis.steps=3", *TINY, "--no-open3d"]
     assert main(args) == 0
     assert (tmp_path / "mg" / "level16" / "checkpoint.pt").is_file()
-    cfg, models = load_run(tmp_path / "mg")
+    cfg, models = load_voxel_run(tmp_path / "mg")
     assert [m.spec.resolution for m in models] == [16, 32]
     samples = load_tensors(tmp_path / "mg" / "samples.pt")["samples"]
     assert samples.shape == (8, 1, 32, 32, 32)

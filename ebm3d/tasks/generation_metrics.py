@@ -1,4 +1,4 @@
-"""Generation metrics of a generative PointNet's samples, PointFlow protocol, with two references.
+"""Generation metrics of point-cloud samples (Chamfer and EMD), PointFlow protocol, with two references.
 
 Three rows are measured against the same reference clouds (a split of the category) in the same
 way:
@@ -22,7 +22,8 @@ import time
 import torch
 
 from ebm3d.metrics import jsd_between_sets, mmd_cov, one_nn_accuracy, pairwise_chamfer, pairwise_emd
-from ebm3d.tasks.pointnet_config import PointEvalConfig
+from ebm3d.config import PointEvalConfig
+from ebm3d.transforms import point_subset
 
 
 def unit_sphere(x: torch.Tensor) -> torch.Tensor:
@@ -30,14 +31,6 @@ def unit_sphere(x: torch.Tensor) -> torch.Tensor:
     centred = x - x.mean(dim=1, keepdim=True)
     radius = centred.norm(dim=2).amax(dim=1).clamp_min(1e-12)
     return centred / radius[:, None, None]
-
-
-def point_subset(x: torch.Tensor, n: int | None, generator: torch.Generator) -> torch.Tensor:
-    """A random subset of ``n`` points of each cloud (B, n, 3); all points when n is None or >= N."""
-    if n is None or n >= x.shape[1]:
-        return x
-    idx = torch.rand(x.shape[:2], generator=generator).argsort(dim=1)[:, :n]
-    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
 
 
 def gaussian_blobs(n: int, n_points: int, generator: torch.Generator) -> torch.Tensor:
