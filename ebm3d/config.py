@@ -22,9 +22,7 @@ from ebm3d.experiment import ShapeExperiment
 from ebm3d.models.pointnet import NORMS, PAPER, PointNetSpec
 from ebm3d.models.voxelnet import VoxelNetSpec
 
-DATA_SOURCES = ["shapenets_chair", "modelnet", "furniture"]
-# folder under data_root() each source reads by default
-DEFAULT_FOLDERS = {"shapenets_chair": "shapenets-chair-vox30", "modelnet": "modelnet10-pcd"}
+DATA_SOURCES = ["shapenets_chair", "modelnet", "furniture"]  # ebm3d.data.sources: one class each
 
 
 @dataclass

@@ -61,9 +61,10 @@ class ShapeModel:
     config: its experiment config class (an :class:`ebm3d.experiment.ShapeExperiment`, read by
         :func:`ebm3d.experiment.load_experiment`).
     load_run(run_dir, overrides) -> (config, trained models, coarse to fine).
-    load_data(cfg, progress) -> the :class:`~ebm3d.data.ShapeDataset` the config names.
-    inputs(cfg, ds, split) -> the split in the model's representation (occupancy grids
-        (N, 1, R, R, R) or point clouds (N, P, 3)), aligned with ``ds.split_labels(split)``.
+    load_data(cfg, progress) -> the data source the config names (:mod:`ebm3d.data.sources`,
+        with the model's pre-transform).
+    inputs(cfg, source, split) -> the split in the model's representation (occupancy grids
+        (N, 1, R, R, R) or point clouds (N, P, 3)), aligned with ``source.labels(split)``.
     train(cfg, inputs, callbacks, resume) -> (finest model, its trainer, {"wall", "cpu"} seconds):
         trains (resuming) on the training inputs, ``callbacks`` going to the finest model's trainer.
     untrained(cfg, trained) -> the network as initialised by ``train.seed`` (no update).

@@ -29,7 +29,7 @@ from ebm3d.commands.common import FRESH, N_SAMPLES, SAMPLES_OUT, clear_run, load
 from ebm3d.config import PointNetExperiment
 from ebm3d.models.pointnet import GenerativePointNet
 from ebm3d.registry import Command, ShapeModel, option
-from ebm3d.tasks.data import load_point_shapes, points
+from ebm3d.tasks.data import point_source
 from ebm3d.tasks.render import save_open3d_png
 from ebm3d.tasks.synthesis import draw_clouds
 from ebm3d.tasks.training import build_point_model, load_point_run, train_point_model
@@ -71,8 +71,7 @@ def cmd_train(args) -> int:
         clear_run(cfg)
     if cfg.task == "classification":
         return _classify(cfg, args)
-    ds = load_point_shapes(cfg.data, progress=cfg.train.progress)
-    data = points(ds, "train", cfg.data.classes)
+    data = point_source(cfg.data, progress=cfg.train.progress).points("train", cfg.data.classes)
     model, trainer, seconds = train_point_model(cfg, data)
     report = {"run": str(cfg.run_dir), "steps": trainer.step, "train_seconds": round(seconds["wall"], 1),
               "train_cpu_seconds": round(seconds["cpu"], 1), "train_points": cfg.train_points,
@@ -103,8 +102,7 @@ def cmd_reconstruct(args) -> int:
 
     cfg, model = _run(args)
     rc = cfg.reconstruction
-    ds = load_point_shapes(cfg.data)
-    targets = points(ds, rc.split, cfg.data.classes)[: rc.n_examples]
+    targets = point_source(cfg.data).points(rc.split, cfg.data.classes)[: rc.n_examples]
     g = torch.Generator().manual_seed(args.seed or 0)
     targets = point_subset(targets, cfg.train_points, g)  # the clouds the model was trained on: random subsets
     report, arrays = reconstruct(model, cfg, targets, seed=args.seed or 0,
@@ -145,10 +143,10 @@ def cmd_evaluate(args) -> int:
     started = time.time()
     cfg, model = _run(args)
     ec = cfg.evaluate
-    ds = load_point_shapes(cfg.data)
+    source = point_source(cfg.data)
     n_points = ec.n_points or cfg.train_points
     g = torch.Generator().manual_seed(args.seed or 0)
-    refs = points(ds, ec.ref_split, cfg.data.classes)
+    refs = source.points(ec.ref_split, cfg.data.classes)
     refs = point_subset(refs[: ec.n_ref] if ec.n_ref else refs, n_points, g)
     n = ec.n_samples or len(refs)
     if args.samples:
@@ -160,7 +158,7 @@ def cmd_evaluate(args) -> int:
         samples = draw_clouds(model, cfg, n, n_points=n_points, seed=args.seed or 0,
                               batch_size=cfg.synthesis.batch_size)
         save_tensors({"samples": samples}, cfg.run_dir / "eval_samples.pt")
-    train = point_subset(points(ds, "train", cfg.data.classes), n_points, g)
+    train = point_subset(source.points("train", cfg.data.classes), n_points, g)
     report = generation_report(samples, refs, train, ec, seed=args.seed or 0, log=_log)
     report["settings"].update(ref_split=ec.ref_split, classes=cfg.data.classes,
                               data_normalisation=cfg.data.normalisation,
@@ -193,11 +191,11 @@ def _classify(cfg, args) -> int:
     from ebm3d.tasks.classification import run_classification
     from ebm3d.tasks.robustness import robustness_curves
 
-    ds = load_point_shapes(cfg.data, progress=cfg.train.progress)
-    report = run_classification(cfg, ds, log=_log)
+    source = point_source(cfg.data, progress=cfg.train.progress)
+    report = run_classification(cfg, source, log=_log)
     out = {k: v for k, v in report.items() if k != "selection_history"}
     if not args.no_robustness:
-        rob = robustness_curves(cfg, ds, seed=args.seed or 0, log=_log)
+        rob = robustness_curves(cfg, source, seed=args.seed or 0, log=_log)
         out["robustness"] = {k: dict(zip(map(str, c["values"]), c["accuracy"])) for k, c in rob["curves"].items()}
     print_json(out)
     return 0
@@ -216,7 +214,7 @@ def cmd_robustness(args) -> int:
     cfg, _ = _run(args)
     if not (cfg.run_dir / "selection.json").is_file():
         raise DataError(f"{cfg.run_dir}: no selection.json (run ebm3d classify on its config first)")
-    rob = robustness_curves(cfg, load_point_shapes(cfg.data), seed=args.seed or 0, log=_log)
+    rob = robustness_curves(cfg, point_source(cfg.data), seed=args.seed or 0, log=_log)
     print_json(rob)
     return 0
 
@@ -224,13 +222,13 @@ def cmd_robustness(args) -> int:
 _NO_ROBUSTNESS = option("--no-robustness", action="store_true", help="classification: skip the robustness curves")
 
 def _load_data(cfg: PointNetExperiment, progress: bool = False):
-    """Registry ``load_data``: the point dataset of ``cfg.data``."""
-    return load_point_shapes(cfg.data, progress=progress)
+    """Registry ``load_data``: the point source of ``cfg.data``."""
+    return point_source(cfg.data, progress=progress)
 
 
-def _inputs(cfg: PointNetExperiment, ds, split: str) -> torch.Tensor:
-    """Registry ``inputs``: the split's clouds (N, P, 3), every class the dataset holds."""
-    return points(ds, split)
+def _inputs(cfg: PointNetExperiment, source, split: str) -> torch.Tensor:
+    """Registry ``inputs``: the split's clouds (N, P, 3), every class the source holds."""
+    return source.points(split)
 
 
 def _untrained(cfg: PointNetExperiment, trained: GenerativePointNet) -> GenerativePointNet:

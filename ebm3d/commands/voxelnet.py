@@ -33,7 +33,7 @@ from ebm3d.config import VoxelNetExperiment
 from ebm3d.experiment import load_experiment
 from ebm3d.models.voxelnet import VoxelNet
 from ebm3d.registry import Command, ShapeModel, option
-from ebm3d.tasks.data import config_grids, load_shapes
+from ebm3d.tasks.data import config_grids, voxel_source
 from ebm3d.tasks.training import load_voxel_run, train_models
 
 
@@ -63,8 +63,8 @@ def _record_synthesis(cfg, args, started: float) -> None:
     from ebm3d.tasks.training import train_seconds
 
     _, models = load_voxel_run(cfg.run_dir)
-    ds = load_shapes(cfg.data)
-    train, test = config_grids(cfg.data, ds, "train"), config_grids(cfg.data, ds, "test")
+    source = voxel_source(cfg.data)
+    train, test = config_grids(cfg.data, source, "train"), config_grids(cfg.data, source, "test")
     chains = load_tensors(cfg.run_dir / "checkpoint.pt")["chains"].get("buffer")
     samples = draw_samples(cfg, models, len(test), cfg.train.seed + 1, chains)
     save_grid_png(samples[:36].clamp(0, 1), cfg.run_dir / "samples_test_eval.png")
@@ -117,13 +117,13 @@ def _classify(cfg, args) -> int:
 
     if args.record:
         cfg.classify.record = args.record
-    ds = load_shapes(cfg.data, progress=cfg.train.progress)
-    report = run_classification(cfg, ds)
+    source = voxel_source(cfg.data, progress=cfg.train.progress)
+    report = run_classification(cfg, source)
     # samples of the all-class model (persistent chain states or fresh chains), for the inception score
     _, models = load_voxel_run(cfg.run_dir)
     buffer = load_tensors(cfg.run_dir / "checkpoint.pt")["chains"].get("buffer")
     samples = draw_samples(cfg, models, cfg.reference.n_samples, cfg.train.seed + 1, buffer)
-    train = config_grids(cfg.data, ds, "train")
+    train = config_grids(cfg.data, source, "train")
     write_samples(cfg.run_dir, samples, sample_report(samples, train), open3d=not args.no_open3d)
     print_json({k: v for k, v in report.items() if k not in ("selection_history",)})
     return 0
@@ -142,7 +142,7 @@ def cmd_sample(args) -> int:
     cfg, models = _run_cfg(args)
     n = args.n or cfg.synthesis.n_samples
     samples = draw_samples(cfg, models, n, args.seed or 0)
-    report = sample_report(samples, training_grids(cfg, load_shapes(cfg.data)))
+    report = sample_report(samples, training_grids(cfg, voxel_source(cfg.data)))
     report["files"] = write_samples(cfg.run_dir, samples, report, name=args.out, open3d=not args.no_open3d)
     print_json({k: v for k, v in report.items() if k != "nearest_train_index"})
     return 0
@@ -152,9 +152,9 @@ def cmd_recover(args) -> int:
     from ebm3d.tasks.recovery import run_recovery
 
     cfg, models = _run_cfg(args)
-    ds = load_shapes(cfg.data)
-    truth = config_grids(cfg.data, ds, cfg.recovery.split)[: cfg.recovery.n_examples]
-    train = config_grids(cfg.data, ds, "train")
+    source = voxel_source(cfg.data)
+    truth = config_grids(cfg.data, source, cfg.recovery.split)[: cfg.recovery.n_examples]
+    train = config_grids(cfg.data, source, "train")
     kinds = ["random", "region"] if args.corruption == "both" else [args.corruption]
     rec_cfg, model = _dedicated_recovery_model(cfg, train) if cfg.recovery.dedicated else (cfg, models[-1])
     out = run_recovery(rec_cfg, model, truth, train, kinds, args.seed or 0, cfg.run_dir, not args.no_open3d)
@@ -168,7 +168,7 @@ def cmd_superres(args) -> int:
     from ebm3d.tasks.superres import run_superres
 
     cfg, models = _run_cfg(args)
-    truth = config_grids(cfg.data, load_shapes(cfg.data), cfg.superres.split)[: cfg.superres.n_examples]
+    truth = config_grids(cfg.data, voxel_source(cfg.data), cfg.superres.split)[: cfg.superres.n_examples]
     out = run_superres(cfg, models[-1], truth, args.seed or 0, cfg.run_dir, not args.no_open3d)
     write_json(cfg.run_dir / "superres.json", out)
     print_json(out)
@@ -192,9 +192,7 @@ def cmd_evaluate(args) -> int:
     if args.reference:
         ref_cfg.run = args.reference
     classifier, ref_report = train_reference(ref_cfg, seed=args.seed or 0, progress=cfg.train.progress)
-    from ebm3d.tasks.data import grids as split_grids
-
-    real = split_grids(load_shapes(ref_cfg.data), "test", ref_cfg.data.resolution)
+    real = voxel_source(ref_cfg.data).voxels("test", ref_cfg.data.resolution)
     out = {"samples": str(samples_path),
            "reference": {"run": ref_cfg.run, "test_accuracy": ref_report["test_accuracy"],
                          "val_accuracy": ref_report["val_accuracy"],
@@ -203,7 +201,7 @@ def cmd_evaluate(args) -> int:
         out["inception"] = score_samples(classifier, samples, ref_cfg.splits)
     else:
         out["inception"] = f"skipped: samples are {samples.shape[-1]}^3, the classifier takes {classifier.resolution}^3"
-    nn = sample_report(samples, training_grids(cfg, load_shapes(cfg.data)))
+    nn = sample_report(samples, training_grids(cfg, voxel_source(cfg.data)))
     out["nearest_training_neighbour"] = {k: v for k, v in nn.items() if k != "nearest_train_index"}
     write_json(cfg.run_dir / "evaluation.json", out)
     print_json(out)
@@ -215,13 +213,13 @@ _RECORD = option("--record", metavar="SECTION", help="also evaluate on the test 
                  "this section of docs/results/ebm3d.json")
 
 def _load_data(cfg: VoxelNetExperiment, progress: bool = False):
-    """Registry ``load_data``: the voxel dataset of ``cfg.data``."""
-    return load_shapes(cfg.data, progress=progress)
+    """Registry ``load_data``: the voxel source of ``cfg.data``."""
+    return voxel_source(cfg.data, progress=progress)
 
 
-def _inputs(cfg: VoxelNetExperiment, ds, split: str) -> torch.Tensor:
+def _inputs(cfg: VoxelNetExperiment, source, split: str) -> torch.Tensor:
     """Registry ``inputs``: occupancy (N, 1, R, R, R) at the configured resolution and pooling."""
-    return config_grids(cfg.data, ds, split)
+    return config_grids(cfg.data, source, split)
 
 
 def _train(cfg: VoxelNetExperiment, grids: torch.Tensor, callbacks=None, resume: bool = True):

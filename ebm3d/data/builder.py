@@ -55,7 +55,7 @@ IGNORED_DIRS = ("__MACOSX",)
 class BuildOptions:
     """What the builder produces. Every field except ``workers`` enters the fingerprint.
 
-    resolutions: voxel grid sizes R to build, each (N, 1, R, R, R).
+    resolutions: voxel grid sizes R to build, each (N, 1, R, R, R) (none: no grids).
     n_points: points per shape P (0: no point sets).
     normalisation: 'sphere' or 'category_minmax' for the point sets (see points.py).
     val_fraction: share of each class's train shapes moved to the validation split.
@@ -83,10 +83,12 @@ class BuildOptions:
     workers: int = 1
 
     def validate(self) -> "BuildOptions":
-        if not self.resolutions or any(r < 2 * self.pad + 2 for r in self.resolutions):
+        if any(r < 2 * self.pad + 2 for r in self.resolutions):
             raise ConfigError(f"resolutions: each must be at least 2*pad+2, got {self.resolutions}")
         if self.n_points < 0:
             raise ConfigError(f"n_points: must be >= 0, got {self.n_points}")
+        if not self.resolutions and not self.n_points:
+            raise ConfigError("resolutions and n_points: nothing to build; ask for voxel grids, points or both")
         if self.normalisation not in P.NORMALISATIONS:
             raise ConfigError(f"normalisation: {self.normalisation!r} not in {P.NORMALISATIONS}")
         if not 0 <= self.val_fraction < 1:

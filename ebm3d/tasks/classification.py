@@ -168,12 +168,12 @@ def extract_features(cfg, model, inputs: torch.Tensor) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def split_inputs(cfg, ds) -> tuple[dict, dict]:
+def split_inputs(cfg, source) -> tuple[dict, dict]:
     """{split: the model's inputs} and {split: labels (n,) as a numpy array} for train, val and
     test (the training split as cut by the data config)."""
     entry = registry.entry_for(cfg)
-    data = {s: entry.inputs(cfg, ds, s) for s in SPLITS}
-    return data, {s: ds.split_labels(s).numpy()[: len(data[s])] for s in SPLITS}
+    data = {s: entry.inputs(cfg, source, s) for s in SPLITS}
+    return data, {s: source.labels(s).numpy()[: len(data[s])] for s in SPLITS}
 
 
 def load_selected(cfg) -> tuple[object, dict]:
@@ -188,13 +188,14 @@ def load_selected(cfg) -> tuple[object, dict]:
     return model.eval(), record["best"]
 
 
-def run_classification(cfg, ds, *, log: Callable[[str], None] | None = None) -> dict:
-    """Train the unsupervised model on the training split of ``ds`` (resuming), select the
+def run_classification(cfg, source, *, log: Callable[[str], None] | None = None) -> dict:
+    """Train the unsupervised model on the training split of the data ``source``
+    (:mod:`ebm3d.data.sources`; resuming), select the
     checkpoint and C on val, report test accuracy (with ``classify.untrained_baseline``, next to
     the untrained network's, selected the same way); writes ``classification.json`` and, with
     ``classify.record``, the results section."""
     started, entry, c = time.time(), registry.entry_for(cfg), cfg.classify
-    data, ys = split_inputs(cfg, ds)
+    data, ys = split_inputs(cfg, source)
     features = partial(extract_features, cfg)  # (model, inputs) -> (n, D)
     selector = Selector(cfg, features, data, ys, cfg.run_dir, keep_state=True, log=log)
     model, trainer, seconds = entry.train(cfg, data["train"], callbacks=[selector])
@@ -202,14 +203,14 @@ def run_classification(cfg, ds, *, log: Callable[[str], None] | None = None) -> 
     chosen = copy.deepcopy(model)
     chosen.load_state_dict(load_tensors(cfg.run_dir / "best_model.pt")["model"])
     feats = {k: features(chosen, v) for k, v in data.items()}
-    clf, scores = test_scores(c, best["C"], feats, ys, ds.classes, cfg.train.seed)
+    clf, scores = test_scores(c, best["C"], feats, ys, source.classes, cfg.train.seed)
     report = {"test_accuracy": scores["test_accuracy"], "val_accuracy": best["val_accuracy"],
               "train_accuracy": accuracy(clf, feats["train"], ys["train"]),
               "selected_step": best["step"], "selected_C": best["C"], "classifier": c.classifier,
               "feature_dim": int(feats["train"].shape[1]), "n": {k: int(len(v)) for k, v in data.items()},
               "per_class_test_accuracy": scores["per_class_test_accuracy"], "selection_history": selector.history,
               "train_seconds": round(seconds["wall"], 1), "train_cpu_seconds": round(seconds["cpu"], 1),
-              "classes": ds.classes}
+              "classes": source.classes}
     if c.untrained_baseline:
         untrained = entry.untrained(cfg, model)
         report["untrained_baseline"] = score_features(c, {k: features(untrained, v) for k, v in data.items()},

@@ -23,7 +23,7 @@ from ebmcore.io import atomic_write, load_tensors, save_tensors
 from ebm3d.config import ReferenceConfig
 from ebm3d.metrics import classifier_probabilities, inception_score
 from ebm3d.models.reference import ReferenceClassifier
-from ebm3d.tasks.data import grids, labels, load_shapes
+from ebm3d.tasks.data import voxel_source
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -50,11 +50,11 @@ def train_reference(cfg: ReferenceConfig, seed: int = 0, progress: bool = True) 
         return load_reference(run)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    ds = load_shapes(cfg.data, progress=progress)
+    source = voxel_source(cfg.data, progress=progress)
     R = cfg.data.resolution
-    data = {s: grids(ds, s, R) for s in ("train", "val", "test")}
-    ys = {s: labels(ds, s) for s in data}
-    model = ReferenceClassifier(len(ds.classes), R, tuple(cfg.channels), cfg.hidden, cfg.dropout, cfg.input_pool)
+    data = {s: source.voxels(s, R) for s in ("train", "val", "test")}
+    ys = {s: source.labels(s) for s in data}
+    model = ReferenceClassifier(len(source.classes), R, tuple(cfg.channels), cfg.hidden, cfg.dropout, cfg.input_pool)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history, best = [], (-1.0, None, 0)
     started = time.time()
@@ -81,9 +81,9 @@ def train_reference(cfg: ReferenceConfig, seed: int = 0, progress: bool = True) 
     report = {"val_accuracy": best[0], "selected_epoch": best[2],
               "test_accuracy": accuracy(model, data["test"], ys["test"]),
               "train_accuracy": accuracy(model, data["train"], ys["train"]),
-              "classes": ds.classes, "n": {k: len(v) for k, v in data.items()}, "history": history,
+              "classes": source.classes, "n": {k: len(v) for k, v in data.items()}, "history": history,
               "train_seconds": round(time.time() - started, 1)}
-    save_tensors({"model": model.state_dict(), "n_classes": len(ds.classes), "resolution": R,
+    save_tensors({"model": model.state_dict(), "n_classes": len(source.classes), "resolution": R,
                   "channels": list(cfg.channels), "hidden": cfg.hidden, "dropout": cfg.dropout,
                   "input_pool": cfg.input_pool},
                  run / "classifier.pt")

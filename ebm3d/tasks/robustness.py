@@ -37,11 +37,11 @@ def corrupt(kind: str, clouds: torch.Tensor, value: float, std: float, generator
     raise ValueError(f"unknown corruption {kind!r}")
 
 
-def robustness_curves(cfg: PointNetExperiment, ds, seed: int = 0, log=print) -> dict:
+def robustness_curves(cfg: PointNetExperiment, source, seed: int = 0, log=print) -> dict:
     """Test accuracy of the selected classifier on each corruption grid; writes
     ``robustness.json`` and ``robustness_<kind>.png`` in the run folder."""
     model, best = load_selected(cfg)
-    clouds, ys = split_inputs(cfg, ds)
+    clouds, ys = split_inputs(cfg, source)
     clf = fit(cfg.classify, best["C"], extract_features(cfg, model, clouds["train"]), ys["train"], cfg.train.seed)
     n_test = cfg.robustness.n_test or len(clouds["test"])
     test, y_test = clouds["test"][:n_test], ys["test"][:n_test]

@@ -29,7 +29,7 @@ from ebm3d.config import PointNetExperiment, VoxelNetExperiment
 from ebm3d.metrics import mmd_cov, nearest_training_neighbours, one_nn_accuracy_sides, pairwise_iou_distance
 from ebm3d.models.pointnet import GenerativePointNet
 from ebm3d.models.voxelnet import VoxelNet
-from ebm3d.tasks.data import load_shapes
+from ebm3d.tasks.data import voxel_source
 from ebm3d.tasks.render import save_grid_png, save_open3d_png
 from ebm3d.tasks.training import coarse_samples, levels_of, train_models, training_grids
 
@@ -110,8 +110,7 @@ def write_samples(run_dir: Path, samples: torch.Tensor, report: dict, name: str 
 
 def run_synthesis(cfg: VoxelNetExperiment, *, open3d: bool = True, progress: bool = False) -> dict:
     """Train the run's models (resuming) and write its samples; returns the report."""
-    ds = load_shapes(cfg.data, progress=progress)
-    train = training_grids(cfg, ds)
+    train = training_grids(cfg, voxel_source(cfg.data, progress=progress))
     models, trainers, seconds = train_models(cfg, train)
     run_dir = cfg.run_dir
     persistent = None

@@ -265,9 +265,9 @@ def load_voxel_run(run_dir: str | Path, overrides: list[str] | None = None) -> t
     return cfg, models
 
 
-def training_grids(cfg: VoxelNetExperiment, ds) -> torch.Tensor:
-    """The training split of a dataset as occupancy (N, 1, R, R, R)."""
-    return config_grids(cfg.data, ds, "train")
+def training_grids(cfg: VoxelNetExperiment, source) -> torch.Tensor:
+    """The training split of a data source as occupancy (N, 1, R, R, R)."""
+    return config_grids(cfg.data, source, "train")
 
 
 # ------------------------------------------------------------------ the generative PointNet

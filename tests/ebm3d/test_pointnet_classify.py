@@ -11,7 +11,7 @@ from ebmcore.paths import data_root
 from ebm3d import transforms as T
 from ebm3d.experiment import load_experiment
 from ebm3d.tasks.classification import run_classification
-from ebm3d.tasks.data import load_point_shapes
+from ebm3d.tasks.data import point_source
 from ebm3d.tasks.robustness import corrupt, grids, robustness_curves
 
 PCD = data_root() / "modelnet10-pcd"
@@ -31,23 +31,23 @@ def test_classifier_pipeline_and_robustness_on_a_real_slice(tmp_path, monkeypatc
         "train.sampler.steps=3", "train.sampler.step_size=1.0", "train.sampler.noise_scale=0.01",
         "train.progress=false", "train.tensorboard=false", "classify.eval_every=2", "classify.C=[0.01,1.0]",
         "robustness.missing=[0.0,0.5,0.99]", "robustness.outliers=[0.0,1.0]", "robustness.jitter=[0.0,0.1]"])
-    ds = load_point_shapes(cfg.data)
-    assert len(ds.classes) == 10 and ds.counts()["val"]  # a validation split to select on
-    report = run_classification(cfg, ds, log=lambda m: None)
+    source = point_source(cfg.data)
+    assert len(source.classes) == 10 and source.counts()["val"]  # a validation split to select on
+    report = run_classification(cfg, source, log=lambda m: None)
     n = report["n"]
     assert n["train"] + n["val"] == 60 and n["test"] == 60
     assert report["feature_dim"] == 16  # the last layer's features
     assert [h["step"] for h in report["selection_history"]] == [2, 4]
     assert report["selected_step"] in (2, 4) and report["selected_C"] in (0.01, 1.0)
     assert 0.0 <= report["test_accuracy"] <= 1.0 and report["train_accuracy"] > 0.3
-    assert set(report["per_class_test_accuracy"]) == set(ds.classes)
+    assert set(report["per_class_test_accuracy"]) == set(source.classes)
     assert 0.0 <= report["untrained_baseline"]["test_accuracy"] <= 1.0
     assert json.loads((cfg.run_dir / "classification.json").read_text())["test_accuracy"] == report["test_accuracy"]
     recorded = json.loads((tmp_path / "results" / "ebm3d.json").read_text())["pointnet_modelnet10"]
     assert recorded["trained"] == report["test_accuracy"] and recorded["trained_val"] == report["val_accuracy"]
     assert recorded["untrained"] == report["untrained_baseline"]["test_accuracy"] and recorded["train_seconds"] >= 0
 
-    rob = robustness_curves(cfg, ds, seed=0, log=lambda m: None)
+    rob = robustness_curves(cfg, source, seed=0, log=lambda m: None)
     curves = rob["curves"]
     assert curves["missing"]["values"] == [0.0, 0.5, 0.99] and len(curves["outliers"]["accuracy"]) == 2
     # no corruption is the clean test set: the same accuracy as the classification report

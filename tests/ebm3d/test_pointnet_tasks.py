@@ -185,13 +185,13 @@ def test_noise_paths():
 
 @needs_pcd
 def test_short_training_on_real_chairs_lowers_the_objective(tmp_path):
-    from ebm3d.tasks.data import load_point_shapes, points
+    from ebm3d.tasks.data import point_source
 
     cfg = _cfg(tmp_path, "data.classes=[chair]", "data.max_per_class=24", "train.steps=30",
                "train.batch_size=8", "train.log_every=1", "train.progress=false", "train.tensorboard=false",
                "train.optim.lr=0.003", "train.ckpt_every=10", "train.sample_every=10")
-    ds = load_point_shapes(cfg.data)
-    model, trainer, _ = train_point_model(cfg, points(ds, "train", ["chair"]))
+    source = point_source(cfg.data)
+    model, trainer, _ = train_point_model(cfg, source.points("train", ["chair"]))
     rows = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 30
     loss = [r["loss"] for r in rows]
@@ -202,7 +202,7 @@ def test_short_training_on_real_chairs_lowers_the_objective(tmp_path):
     # the run reloads with its config and weights
     cfg2, (model2,) = load_point_run(cfg.run_dir)
     assert cfg2.energy.widths == [8, 16]
-    x = points(ds, "test", ["chair"])[:2]
+    x = source.points("test", ["chair"])[:2]
     torch.testing.assert_close(model2.energy(x), model.eval().energy(x))
 
 

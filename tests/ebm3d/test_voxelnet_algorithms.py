@@ -259,7 +259,7 @@ def test_record_writes_the_chair_section(tmp_path, monkeypatch):
 @need_chairs
 def test_short_run_learns_to_recover_held_out_chairs(tmp_path):
     """A tiny clamped VoxelNet on 60 real chairs at 8^3: 70 % recovery beats leaving the holes empty."""
-    from ebm3d.tasks.data import config_grids, load_shapes
+    from ebm3d.tasks.data import config_grids, voxel_source
     from ebm3d.tasks.training import train_models
 
     cfg = load_experiment(CONFIGS / "voxelnet_chair16_cpu.yaml",
@@ -267,8 +267,8 @@ def test_short_run_learns_to_recover_held_out_chairs(tmp_path):
                            "model.channels=[16,32]", "model.kernels=[3,3]", "train.steps=60",
                            "train.progress=false", "train.tensorboard=false", "train.sample_every=1000",
                            "train.ckpt_every=1000", "train.chains.num_chains=40"])
-    ds = load_shapes(cfg.data)
-    train, held = config_grids(cfg.data, ds, "train"), config_grids(cfg.data, ds, "test")
+    source = voxel_source(cfg.data)
+    train, held = config_grids(cfg.data, source, "train"), config_grids(cfg.data, source, "test")
     (model,), _, _ = train_models(cfg, train, resume=False)
     results, _ = evaluate_recovery(model, held, train, cfg.recovery, "random", 0, clamp=True)
     assert results["voxelnet"]["error_missing"] < 0.9 * results["all_empty"]["error_missing"]

@@ -11,7 +11,7 @@ from ebmcore.io import load_tensors
 from ebmcore.paths import dataset_dir
 from ebm3d.cli import main
 from ebm3d.config import RecoveryConfig
-from ebm3d.tasks.data import grids, load_shapes
+from ebm3d.tasks.data import voxel_source
 from ebm3d.tasks.recovery import random_mask, region_mask
 from ebm3d.tasks.training import load_voxel_run
 
@@ -68,8 +68,8 @@ def test_training_makes_held_out_chairs_likelier_than_chain_starts(chair_run):
     cfg, (model,) = load_voxel_run(chair_run)
     untrained = type(model)(model.spec)
     untrained.mean.copy_(model.mean)
-    ds = load_shapes(cfg.data)
-    held_out = model.centre(torch.cat([grids(ds, "val"), grids(ds, "test")]))
+    source = voxel_source(cfg.data)
+    held_out = model.centre(torch.cat([source.voxels("val"), source.voxels("test")]))
     starts = cfg.train.chains.std * torch.randn((len(held_out), 1, 32, 32, 32), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         gap_trained = float(model.score(held_out).mean() - model.score(starts).mean())
