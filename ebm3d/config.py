@@ -11,14 +11,14 @@ keys and absurd values raise :class:`ebmcore.errors.ConfigError` naming the key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ebmcore.config import check
 from ebmcore.errors import ConfigError
 from ebmcore.training_config import ChainConfig, OptimConfig, SamplerConfig, TrainConfig
 
 from ebm3d.data.points import NORMALISATIONS
-from ebm3d.experiment import ShapeExperiment
+# load_experiment: the one loader, which tests/test_cli_errors_matrix.py reads from here
+from ebm3d.experiment import ShapeExperiment, load_experiment  # noqa: F401
 from ebm3d.models.pointnet import NORMS, PAPER, PointNetSpec
 from ebm3d.models.voxelnet import VoxelNetSpec
 
