@@ -3,7 +3,7 @@
 For each config (the CPU one, ``configs/pointnet_chair_cpu.yaml`` or ``--cpu-config``, and the
 published network, ``configs/pointnet_paper.yaml``) a fresh process builds the model and the
 PointNet trainer (the engine's Trainer with the point subsets and jitter of
-:func:`ebm3d.tasks.pointnet_train.make_trainer`) on real training clouds (the modelnet10-pcd chairs
+:func:`ebm3d.tasks.training.point_trainer`) on real training clouds (the modelnet10-pcd chairs
 when present, else Gaussian clouds) and times ``--iters`` full training steps (short-run Langevin
 from noise + the contrastive update) after one warm-up step. The CPU config runs at its own batch,
 Langevin steps and point count unless ``--cpu-*`` say otherwise.
@@ -47,29 +47,30 @@ def measure(name: str, config: Path, batch: int | None, langevin: int | None, po
     import torch
 
     torch.set_num_threads(threads)
-    from ebm3d.tasks.pointnet_config import load_pointnet_experiment
-    from ebm3d.tasks.pointnet_train import build_model, make_trainer
+    from ebmcore.errors import DataError
+    from ebm3d.experiment import load_experiment
+    from ebm3d.tasks.training import build_point_model, point_trainer
 
-    base = load_pointnet_experiment(config)
+    base = load_experiment(config)
     points = points or base.train_points
     batch, langevin = batch or base.train.batch_size, langevin or base.train.sampler.steps
-    cfg = load_pointnet_experiment(config, [
+    cfg = load_experiment(config, [
         f"train.batch_size={batch}", f"train.sampler.steps={langevin}", "train.tensorboard=false",
         "train.progress=false", f"train.device={device}", "data.classes=[chair]", f"data.train_points={points}",
         f"data.n_points={max(points, base.data.n_points)}"])
     try:
-        from ebm3d.tasks.pointnet_data import load_point_shapes, points as split_points
+        from ebm3d.tasks.data import point_source
 
-        data = split_points(load_point_shapes(cfg.data), "train", ["chair"])[:256]
+        data = point_source(cfg.data).points("train", ["chair"])[:256]
         source = f"modelnet10-pcd chairs (256 train clouds of {data.shape[1]} points)"
-    except Exception:
+    except (DataError, FileNotFoundError):  # no ModelNet10 under EBM_DATA
         data = 0.3 * torch.randn(256, max(points, 1024), 3)
         source = "Gaussian clouds"
     rss_before = _rss_mb()
     torch.manual_seed(0)
-    model = build_model(cfg)
+    model = build_point_model(cfg)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(cfg, model, data, resume=False, run_dir=tmp)
+        trainer = point_trainer(cfg, model, data, resume=False, run_dir=tmp)
         trainer.train_step()  # warm-up
         if device.startswith("cuda"):
             torch.cuda.synchronize()

@@ -47,7 +47,8 @@ def measure(name: str, batch: int, langevin: int, iters: int, threads: int, devi
 
     torch.set_num_threads(threads)
     from ebm3d.config import load_experiment
-    from ebm3d.tasks.training import VoxelTrainer, build_model, effective_train_config
+    from ebmcore.learning import Trainer
+    from ebm3d.tasks.training import build_voxel_model, chain_bounds, effective_train_config
 
     # one optimiser step per minibatch, one chain per shape: the cost of a minibatch (the official
     # bookkeeping of the paper config takes one step per pass over the data)
@@ -62,10 +63,10 @@ def measure(name: str, batch: int, langevin: int, iters: int, threads: int, devi
     data = (torch.rand(256, 1, R, R, R, generator=torch.Generator().manual_seed(0)) < FILL[R]).float()
     source = f"random occupancy at {R}^3, {FILL[R]:.0%} filled"
     rss_before = _rss_mb()
-    model = build_model(cfg, R, data)
+    model = build_voxel_model(cfg, R, data)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = VoxelTrainer(model, model.centre(data), effective_train_config(cfg, len(data)), tmp,
-                               clamp=cfg.algorithm.clamp, resume=False)
+        trainer = Trainer(model, model.centre(data), effective_train_config(cfg, len(data)), tmp,
+                          clamp=chain_bounds(cfg, model), resume=False)
         trainer.train_step()  # warm-up
         if device.startswith("cuda"):
             torch.cuda.synchronize()
