@@ -4,6 +4,11 @@ Each results file (``docs/results/<name>.json``) is a JSON object of sections. A
 measures a section calls :func:`record`, which merges the section into the file atomically and
 stamps it with the command line, the git commit (``+dirty`` when the tree had uncommitted
 changes) and the wall time. Nothing in these files is written by hand.
+
+A section measured in another checkout (a git worktree, the GPU machine's copy of the tree) is
+brought over unchanged, stamps included, with :func:`adopt`::
+
+    python -m ebmcore.results adopt OTHER/docs/results/ebm3d.json SECTION [SECTION ...]
 """
 from __future__ import annotations
 
@@ -79,11 +84,50 @@ def record(name: str, section: str, payload: dict, *, started: float | None = No
         entry["wall_seconds"] = round(time.time() - started, 1)
     entry["date"] = time.strftime("%Y-%m-%d")
     data[section] = entry
+    return _write(path, data)
+
+
+def _write(path: Path, data: dict) -> Path:
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def adopt(source: str | Path, sections: list[str], results_dir: Path | None = None) -> Path:
+    """Copy ``sections`` of the results file ``source`` (recorded by a command in another
+    checkout) unchanged into the file of the same name here; returns the file's path."""
+    source = Path(source)
+    recorded = json.loads(source.read_text())
+    missing = [s for s in sections if s not in recorded]
+    if missing:
+        raise KeyError(f"{source}: no section {', '.join(missing)} (it has {', '.join(sorted(recorded))})")
+    path = Path(results_dir or RESULTS_DIR) / source.name
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update({s: recorded[s] for s in sections})
+    return _write(path, data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ebmcore.results", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("adopt", help="copy recorded sections from another checkout's results file")
+    cmd.add_argument("source", type=Path)
+    cmd.add_argument("sections", nargs="+")
+    args = parser.parse_args(argv)
+    try:
+        print(adopt(args.source, args.sections))
+    except (OSError, KeyError, json.JSONDecodeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def load(name: str, results_dir: Path | None = None) -> dict:
     """The recorded sections of ``<results_dir>/<name>.json`` ({} when absent)."""
     path = Path(results_dir or RESULTS_DIR) / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
