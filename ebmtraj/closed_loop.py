@@ -11,6 +11,12 @@ The adapter (:class:`HighwayAdapter`):
   5 m x 2 m, positions are centres),
   its own 10 Hz position history, the other observed vehicles as neighbours, and the road
   network's straight lanes as centre lines (4 m wide);
+* gives each neighbour the heading of its nearest lane and its speed along it
+  (``lane_aligned_neighbours``, default): the planner extrapolates neighbours at constant
+  velocity, and a vehicle in the middle of a lane change extrapolated along its own heading
+  crosses the next lane into the ego's within 2-3 s, where highway-env's lane changes end at the
+  next lane's centre; the plan's pair and cost terms then swerve the ego across lanes toward
+  where the other vehicle came from;
 * plans at every policy step (10 Hz) with the warm start, and tracks the plan with a simple
   controller: acceleration that reaches the plan's speed 0.5 s ahead, and pure pursuit of the
   planned path (lookahead max(8 m, 0.6 s x speed)) converted to highway-env's steering through
@@ -73,10 +79,12 @@ def road_lanes(env) -> LaneSet:
 class HighwayAdapter:
     """Observation -> planner input -> plan -> tracking action, at 10 Hz (see module docstring)."""
 
-    def __init__(self, planner: Planner, lanes: LaneSet, horizon: float = 4.0):
+    def __init__(self, planner: Planner, lanes: LaneSet, horizon: float = 4.0,
+                 lane_aligned_neighbours: bool = True):
         self.planner = planner
         self.lanes = lanes
         self.horizon = horizon
+        self.lane_aligned = lane_aligned_neighbours
         frames = planner.history_frames
         self.history: deque = deque(maxlen=frames)
         self.last_action = (0.0, 0.0)      # commanded acceleration [m/s^2], steering [rad]
@@ -113,13 +121,24 @@ class HighwayAdapter:
         wheelbase = self.planner.loaded.cost_config.wheelbase
         return float(np.clip(math.atan(wheelbase * math.sin(beta) / HALF_BASE), -0.45, 0.45))
 
+    def neighbour(self, row) -> AgentState:
+        """A neighbour's state from its row (x, y, vx, vy, heading; planner frame): its own
+        heading and speed, or (``lane_aligned``) the heading of its nearest lane's centre line
+        and its velocity's component along it."""
+        x, y, vx, vy, heading = (float(v) for v in row)
+        speed = math.hypot(vx, vy)
+        if self.lane_aligned and len(self.lanes):
+            (x0, y0), (x1, y1) = self.lanes.lines[int(np.argmin(self.lanes.distances(np.array([[x, y]]))[0]))].coords[:2]
+            heading = math.atan2(y1 - y0, x1 - x0)
+            speed = max(vx * math.cos(heading) + vy * math.sin(heading), 0.0)
+        return AgentState(x, y, heading, speed, length=VEHICLE_LENGTH, width=VEHICLE_WIDTH)
+
     def act(self, obs) -> np.ndarray:
         """Plan from the observation and return the normalised action [accel, steering]."""
         ego_row, others = self.parse(obs)
         ego = self.state(ego_row)
         self.history.append((ego.x, ego.y))
-        neighbours = [AgentState(float(r[0]), float(r[1]), float(r[4]), float(math.hypot(r[2], r[3])),
-                                 length=VEHICLE_LENGTH, width=VEHICLE_WIDTH) for r in others]
+        neighbours = [self.neighbour(r) for r in others]
         t0 = time.perf_counter()
         plan = self.planner.plan(ego, np.array(self.history), neighbours, self.lanes, self.horizon,
                                  timestamp=self.t)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -60,6 +61,12 @@ def test_observation_becomes_planner_input(cache):  # noqa: F811
             (u.vehicle.position[0], u.vehicle.position[1], u.vehicle.heading), abs=1e-4)
         assert ego.speed == pytest.approx(u.vehicle.speed, abs=1e-4)
         assert len(others) >= 1 and (ego.length, ego.width) == (5.0, 2.0)
+        # a neighbour changing lanes (1.5 m/s sideways) is extrapolated along its lane
+        row = np.array([ego.x + 20.0, -5.0, 22.0, -1.5, math.atan2(-1.5, 22.0)])
+        aligned = adapter.neighbour(row)
+        assert (aligned.heading, aligned.speed) == pytest.approx((0.0, 22.0))
+        own = HighwayAdapter(adapter.planner, lanes, lane_aligned_neighbours=False).neighbour(row)
+        assert (own.heading, own.speed) == pytest.approx((row[4], math.hypot(22.0, 1.5)))
         action = adapter.act(obs)
         assert action.shape == (2,) and np.all(np.abs(action) <= 1.0)
         assert adapter.last_plan.fallback is None and len(adapter.latencies) == 1
