@@ -44,8 +44,10 @@ def test_budget_is_honoured_and_flagged(planner, agents):
         out = call()
         wall = time.perf_counter() - t0
         assert wall < 1.2 * BUDGET + 0.3, wall          # generous: shared, loaded CPU
-        # truncated search, or (when the budget cannot cover building the inputs) constant velocity
-        assert all("deadline" in p.flags and p.fallback in (None, "deadline") for p in out)
+        # truncated search, or (when the budget cannot cover building the inputs) constant velocity;
+        # a truncated plan of this untrained model may end near the road's edge: the road guard
+        # then replaces it by lane keeping (fallback 'plan_off_road', still flagged 'deadline')
+        assert all("deadline" in p.flags and p.fallback in (None, "deadline", "plan_off_road") for p in out)
         assert all(np.isfinite(p.positions).all() and p.positions.shape == (40, 2) for p in out)
 
 
