@@ -80,6 +80,10 @@ def validation_accuracy(cfg, C: float, feats: dict[str, np.ndarray], ys: dict[st
         raise ConfigError("classify.folds: 1 fold is no cross-validation; use 0 (the val split) or 2 or more")
     x = np.concatenate([feats["train"], feats["val"]])
     y = np.concatenate([ys["train"], ys["val"]])
+    smallest = int(np.unique(y, return_counts=True)[1].min()) if len(y) else 0
+    if smallest < cfg.folds:
+        raise ConfigError(f"classify.folds: {cfg.folds} folds need {cfg.folds} shapes of every class in train + val; "
+                          f"the smallest class has {smallest}")
     folds = StratifiedKFold(cfg.folds, shuffle=True, random_state=seed).split(x, y)
     return float(np.mean([accuracy(fit(cfg, C, x[a], y[a], seed), x[b], y[b]) for a, b in folds]))
 

@@ -53,3 +53,9 @@ def test_one_fold_is_refused_with_the_key():
     feats, ys = data()
     with pytest.raises(ConfigError, match="classify.folds"):
         validation_accuracy(cfg(1), 1.0, feats, ys, seed=0)
+
+
+def test_more_folds_than_shapes_of_a_class_is_refused_with_the_key():
+    feats, ys = data()
+    with pytest.raises(ConfigError, match="classify.folds: 200 folds"):
+        validation_accuracy(cfg(200), 1.0, feats, ys, seed=0)

@@ -168,7 +168,7 @@ def test_classify_and_inception_score_on_modelnet10(tmp_path, monkeypatch):
             *data, "data.resolution=32", "data.source_resolution=null", "model.strides=[3,2]",
             "model.channels=[8,16]", "model.kernels=[4,4]", "train.steps=6", "train.batch_size=10",
             "train.sampler.steps=3", "train.progress=false", "reference.n_samples=20", "train.chains.num_chains=20",
-            "train.tensorboard=false", "classify.eval_every=3", "classify.C=[0.1,1.0]", "--no-open3d",
+            "train.tensorboard=false", "classify.eval_every=3", "classify.C=[0.1,1.0]", "classify.folds=2", "--no-open3d",
             "--record", "mn10"]
     assert main(args) == 0
     recorded = json.loads((tmp_path / "results" / "ebm3d.json").read_text())["mn10"]
