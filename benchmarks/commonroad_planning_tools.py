@@ -35,6 +35,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--solutions", default=None, help="write CommonRoad solution files here")
     ap.add_argument("--out", default=None, help="also write the full report (every problem) here")
     ap.add_argument("--no-record", action="store_true", help="do not record into docs/results")
+    ap.add_argument("--no-road-guard", action="store_true",
+                    help="EBM planner without its road guard (recorded as commonroad_planning_no_road_guard)")
     args = ap.parse_args(argv)
     started = time.time()
 
@@ -52,7 +54,8 @@ def main(argv=None) -> dict:
     if args.planner_checkpoint:
         from ebmtraj.planner import Planner
 
-        fns["ebm"] = ct.ebm_plan_fn(Planner.from_checkpoint(args.planner_checkpoint, seed=0))
+        fns["ebm"] = ct.ebm_plan_fn(Planner.from_checkpoint(args.planner_checkpoint, seed=0,
+                                                            road_guard=not args.no_road_guard))
     if not args.no_reactive:
         why = ct.reactive_planner_available()
         if why:
@@ -81,8 +84,10 @@ def main(argv=None) -> dict:
         payload["reactive_planner_time_limit_s"] = args.time_limit
     if args.planner_checkpoint:
         payload["planner_checkpoint"] = str(args.planner_checkpoint)
+        payload["road_guard"] = not args.no_road_guard
     if not args.no_record:
-        print("recorded in", record("ebmtraj", "commonroad_planning", payload, started=started))
+        section = "commonroad_planning_no_road_guard" if args.no_road_guard else "commonroad_planning"
+        print("recorded in", record("ebmtraj", section, payload, started=started))
     return report
 
 
