@@ -89,18 +89,18 @@ def validation_accuracy(cfg, C: float, feats: dict[str, np.ndarray], ys: dict[st
 
 
 def select_classifier(cfg, feats: dict[str, np.ndarray], ys: dict[str, np.ndarray],
-                      seed: int) -> tuple[float, float, object, list[dict]]:
+                      seed: int) -> tuple[float, float, list[dict]]:
     """Score every C on validation (:func:`validation_accuracy`); (best C, its validation
-    accuracy, its classifier fitted on train, table)."""
+    accuracy, table)."""
     table = [{"C": C, "val_accuracy": validation_accuracy(cfg, C, feats, ys, seed)} for C in cfg.C]
     best = max(table, key=lambda row: row["val_accuracy"])  # the first of equal scores
-    clf = fit(cfg, best["C"], feats["train"], ys["train"], seed)
-    return best["C"], best["val_accuracy"], clf, table
+    return best["C"], best["val_accuracy"], table
 
 
 def score_features(cfg, feats: dict, ys: dict, seed: int) -> dict:
-    """C selected on val for one set of features; its validation and test accuracy."""
-    C, val_acc, clf, _ = select_classifier(cfg, feats, ys, seed)
+    """C selected on validation for one set of features; its validation and test accuracy."""
+    C, val_acc, _ = select_classifier(cfg, feats, ys, seed)
+    clf = fit(cfg, C, feats["train"], ys["train"], seed)
     return {"C": C, "val_accuracy": val_acc, "test_accuracy": accuracy(clf, feats["test"], ys["test"])}
 
 
@@ -135,7 +135,7 @@ class Selector:
         """Select C on the current features; keep the model when it is the best so far."""
         started = time.time()
         feats = {k: self.features(model, self.data[k]) for k in ("train", "val")}
-        C, acc, _, table = select_classifier(self.cfg.classify, feats, self.ys, self.cfg.train.seed)
+        C, acc, table = select_classifier(self.cfg.classify, feats, self.ys, self.cfg.train.seed)
         row = {"step": step, "val_accuracy": acc, "C": C, "by_C": table, "seconds": round(time.time() - started, 1)}
         self.history.append(row)
         if self.best is None or acc > self.best["val_accuracy"]:
