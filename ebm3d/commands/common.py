@@ -25,21 +25,19 @@ def print_json(obj: dict) -> None:
     print(json.dumps(obj, indent=2))
 
 
-def clear_run(cfg) -> None:
-    """Have the run start over: its folder is set aside (not deleted) once data load and training start."""
-    from ebmcore.runs import request_fresh
-
-    request_fresh(cfg.run_dir)
-
-
 def load_config(args, task: str | None = None):
     """The experiment of ``args.config`` with the command line's overrides, ``--seed`` and ``task``,
-    read by the loader of the model the file names."""
+    read by the loader of the model the file names. With ``--fresh`` the run starts over: its
+    folder is set aside (not deleted) once data load and training start."""
     from ebm3d.experiment import load_experiment
+    from ebmcore.runs import request_fresh
 
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
     if task is not None:
         overrides.append(f"task={task}")
-    return load_experiment(args.config, overrides)
+    cfg = load_experiment(args.config, overrides)
+    if getattr(args, "fresh", False):
+        request_fresh(cfg.run_dir)
+    return cfg

@@ -25,7 +25,7 @@ import torch
 from ebmcore.errors import DataError
 from ebmcore.io import save_tensors
 
-from ebm3d.commands.common import FRESH, N_SAMPLES, SAMPLES_OUT, clear_run, load_config, print_json, write_json
+from ebm3d.commands.common import FRESH, N_SAMPLES, SAMPLES_OUT, load_config, print_json, write_json
 from ebm3d.config import PointNetExperiment
 from ebm3d.models.pointnet import GenerativePointNet
 from ebm3d.registry import Command, ShapeModel, option
@@ -67,8 +67,6 @@ def _save_samples(cfg, model, n: int, n_points: int | None, seed: int, noise: st
 
 def cmd_train(args) -> int:
     cfg = load_config(args)
-    if args.fresh:
-        clear_run(cfg)
     if cfg.task == "classification":
         return _classify(cfg, args)
     data = point_source(cfg.data, progress=cfg.train.progress).points("train", cfg.data.classes)
@@ -202,10 +200,7 @@ def _classify(cfg, args) -> int:
 
 
 def cmd_classify(args) -> int:
-    cfg = load_config(args, task="classification")
-    if args.fresh:
-        clear_run(cfg)
-    return _classify(cfg, args)
+    return _classify(load_config(args, task="classification"), args)
 
 
 def cmd_robustness(args) -> int:

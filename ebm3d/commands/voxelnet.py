@@ -28,7 +28,7 @@ import torch
 from ebmcore.errors import ConfigError, DataError
 from ebmcore.io import load_tensors
 
-from ebm3d.commands.common import FRESH, N_SAMPLES, SAMPLES_OUT, clear_run, load_config, print_json, write_json
+from ebm3d.commands.common import FRESH, N_SAMPLES, SAMPLES_OUT, load_config, print_json, write_json
 from ebm3d.config import VoxelNetExperiment
 from ebm3d.experiment import load_experiment
 from ebm3d.models.voxelnet import VoxelNet
@@ -39,8 +39,6 @@ from ebm3d.tasks.training import load_voxel_run, train_models
 
 def cmd_train(args) -> int:
     cfg = load_config(args)
-    if args.fresh:
-        clear_run(cfg)
     if cfg.task == "classification":
         return _classify(cfg, args)
     from ebm3d.tasks.synthesis import run_synthesis
@@ -93,10 +91,7 @@ def _record_synthesis(cfg, args, started: float) -> None:
 
 
 def cmd_classify(args) -> int:
-    cfg = load_config(args, task="classification")
-    if args.fresh:
-        clear_run(cfg)
-    return _classify(cfg, args)
+    return _classify(load_config(args, task="classification"), args)
 
 
 def _dedicated_recovery_model(cfg, train):
