@@ -77,33 +77,30 @@ def lane_frame(p: torch.Tensor, pts: torch.Tensor, seg_valid: torch.Tensor, half
     B, T = p.shape[:2]
     L, P = pts.shape[1], pts.shape[2]
     S = P - 1
-    a = pts[:, :, :-1].reshape(B, L * S, 2)
-    d = (pts[:, :, 1:] - pts[:, :, :-1]).reshape(B, L * S, 2)
     seg_ok = seg_valid.reshape(B, L * S).bool()
+    # per segment (B, L*S, 5): start point, direction, and +inf where the segment does not exist
+    seg = torch.cat([pts[:, :, :-1], pts[:, :, 1:] - pts[:, :, :-1]], -1).reshape(B, L * S, 4)
     with torch.no_grad():
         pd = p.detach()
         flat_pts = pts.reshape(B, L * P, 2)
         # |p - q|^2 up to |p|^2, which is the same for every vertex q
         d2 = (flat_pts * flat_pts).sum(-1)[:, None] - 2 * torch.bmm(pd, flat_pts.transpose(1, 2))
         vert = d2.view(B, T, L, P).argmin(-1)                                # (B,T,L)
-        lanes = torch.arange(L, device=p.device).view(1, 1, L)
-        cand = torch.stack([(vert - 1).clamp(0, S - 1), vert.clamp(0, S - 1)], -1)   # (B,T,L,2)
-        cand = (cand + (lanes * S)[..., None]).view(B, T, 2 * L)
-        ca = a.gather(1, cand.view(B, -1, 1).expand(-1, -1, 2)).view(B, T, 2 * L, 2)
-        cd = d.gather(1, cand.view(B, -1, 1).expand(-1, -1, 2)).view(B, T, 2 * L, 2)
-        rx, ry = pd[..., 0:1] - ca[..., 0], pd[..., 1:2] - ca[..., 1]
-        dx, dy = cd[..., 0], cd[..., 1]
-        t = ((rx * dx + ry * dy) / (dx * dx + dy * dy).clamp_min(_EPS)).clamp(0.0, 1.0)
-        fx, fy = rx - t * dx, ry - t * dy
-        dist2 = fx * fx + fy * fy
-        ok = seg_ok.gather(1, cand.view(B, -1)).view(B, T, 2 * L)
-        dist2 = dist2.masked_fill(~ok, float("inf"))
-        flat = cand.gather(2, dist2.argmin(-1, keepdim=True)).squeeze(-1)      # (B,T) in L*S
-    idx = flat[..., None].expand(B, T, 2)
-    seg_d, seg_a = d.gather(1, idx), a.gather(1, idx)
-    sdx, sdy = seg_d[..., 0], seg_d[..., 1]
-    slen = torch.sqrt(sdx * sdx + sdy * sdy + _EPS)
-    offset = (sdx * (p[..., 1] - seg_a[..., 1]) - sdy * (p[..., 0] - seg_a[..., 0])) / slen
+        lanes = torch.arange(L, device=p.device).view(1, 1, L, 1) * S
+        cand = (torch.stack([vert - 1, vert], -1).clamp(0, S - 1) + lanes).view(B, T * 2 * L)
+        missing = torch.zeros_like(seg[..., :1]).masked_fill(~seg_ok[..., None], float("inf"))
+        c = torch.cat([seg, missing], -1).gather(1, cand[..., None].expand(-1, -1, 5)).view(B, T, 2 * L, 5)
+        ca, cd = c[..., :2], c[..., 2:4]
+        r = pd[:, :, None] - ca
+        t = ((r * cd).sum(-1) / (cd * cd).sum(-1).clamp_min(_EPS)).clamp(0.0, 1.0)
+        f = r - t[..., None] * cd
+        dist2 = (f * f).sum(-1) + c[..., 4]
+        flat = cand.view(B, T, 2 * L).gather(2, dist2.argmin(-1, keepdim=True)).squeeze(-1)   # (B,T) in L*S
+    chosen = seg.gather(1, flat[..., None].expand(B, T, 4))
+    seg_a, sdx, sdy = chosen[..., :2], chosen[..., 2], chosen[..., 3]
+    # the chosen segment's unit normal (to its left): the offset is one dot product
+    normal = torch.stack([-sdy, sdx], -1) / torch.sqrt(sdx * sdx + sdy * sdy + _EPS)[..., None]
+    offset = ((p - seg_a) * normal).sum(-1)
     heading = torch.atan2(sdy, sdx)
     hw = half_width.gather(1, torch.div(flat, S, rounding_mode="floor"))
     has_lane = seg_ok.any(1)
@@ -117,30 +114,42 @@ def neighbour_terms(p, heading, speed, nbr_pos, nbr_vel, nbr_size, nbr_valid, si
     (length, width) [m]; nbr_valid: (B,M) in {0,1}; size: (B,2).
     Returns per step (B,T): time headway term exp(-thw / 1 s) to vehicles ahead in the ego's lane,
     squared inverse time-to-collision [1/s^2] to them, and a proximity (soft overlap) term over
-    every neighbour.
+    every neighbour (:func:`neighbour_features` unbound).
     """
-    if nbr_pos.shape[1] == 0:
-        z = p.new_zeros(p.shape[:2])
-        return z, z, z
-    c, s = torch.cos(heading)[:, None], torch.sin(heading)[:, None]     # (B,1,T)
-    rel = nbr_pos - p[:, None]                                           # (B,M,T,2)
-    lon = rel[..., 0] * c + rel[..., 1] * s
-    lat = -rel[..., 0] * s + rel[..., 1] * c
-    half_len = 0.5 * (nbr_size[..., 0] + size[:, None, 0])[..., None]     # (B,M,1)
-    half_wid = 0.5 * (nbr_size[..., 1] + size[:, None, 1])[..., None]
-    valid = nbr_valid[..., None].to(p.dtype)
+    head = torch.stack([torch.cos(heading), torch.sin(heading)], -1)
+    return neighbour_features(p, head, speed, nbr_pos, nbr_vel, nbr_size, nbr_valid, size).unbind(-1)
+
+
+def neighbour_features(p, head, speed, nbr_pos, nbr_vel, nbr_size, nbr_valid, size) -> torch.Tensor:
+    """The three features of :func:`neighbour_terms` stacked, (B,T,3); ``head`` (B,T,2) the unit
+    heading vectors (cos, sin)."""
+    B, M = nbr_pos.shape[:2]
+    if M == 0:
+        return p.new_zeros(p.shape[:2] + (3,))
+    # the ego frame's axes at each step: along the heading (c, s) and to its left (-s, c)
+    axes = torch.stack([head, head.flip(-1) * head.new_tensor([-1.0, 1.0])], -2)[:, None]   # (B,1,T,2,2)
+    rel = (nbr_pos - p[:, None]).unsqueeze(-2)                              # (B,M,T,1,2)
+    loc = (rel * axes).sum(-1)                                              # (B,M,T,2): lon, lat
+    lon, lat = loc.unbind(-1)
+    v_lon = (nbr_vel * head[:, None]).sum(-1)                               # (B,M,T)
+    half = 0.5 * (nbr_size + size[:, None])                                 # (B,M,2): length, width
+    half_len = half[..., :1]                                                # (B,M,1)
+    reach = (half + half.new_tensor([1.0, 0.3]))[:, :, None]                # (B,M,1,2)
+    valid = nbr_valid[..., None].to(p.dtype)                                # (B,M,1)
+    v = speed[:, None]                                                      # (B,1,T)
     in_lane = torch.sigmoid((1.8 - smooth_abs(lat)) / 0.3)
-    ahead = torch.sigmoid(lon / 1.0)
-    gap = F.softplus(lon - half_len, beta=2.0)                           # bumper gap [m], > 0
-    v_lon = nbr_vel[..., 0] * c + nbr_vel[..., 1] * s
-    closing = F.softplus(speed[:, None] - v_lon, beta=4.0)
+    ahead = torch.sigmoid(lon)                                              # scale 1 m
+    gap = F.softplus(lon - half_len, beta=2.0)                              # bumper gap [m], > 0
+    closing = F.softplus(v - v_lon, beta=4.0)
     weight = valid * in_lane * ahead
-    thw = gap / (speed[:, None].clamp_min(0.0) + 1.0)
-    headway = (weight * torch.exp(-thw)).sum(1)
+    thw = gap / (v.clamp_min(0.0) + 1.0)
     inv_ttc = closing / (gap + 1.0)
-    ttc = (weight * robust_square(inv_ttc, 0.5)).sum(1)
-    prox = (valid * torch.exp(-(lon / (half_len + 1.0)) ** 2 - (lat / (half_wid + 0.3)) ** 2)).sum(1)
-    return headway, ttc, prox
+    prox = torch.exp(-((loc / reach) ** 2).sum(-1))
+    per = torch.stack([torch.exp(-thw), robust_square(inv_ttc, 0.5), prox], -1)       # (B,M,T,3)
+    return (per * torch.stack([weight, weight, valid.expand_as(weight)], -1)).sum(1)
+
+
+ROBUST_SCALES = (1.0, 0.5, 0.1, 2.0)   # pseudo-Huber scales of lane_offset, road_edge, lane_heading, speed
 
 
 def trajectory_features(states: torch.Tensor, u: torch.Tensor, cond: dict, dt: float) -> torch.Tensor:
@@ -149,24 +158,26 @@ def trajectory_features(states: torch.Tensor, u: torch.Tensor, cond: dict, dt: f
     states: (B,T,6) rolled out (x, y, speed, heading, accel, steering); u: (B,T,2) controls;
     cond: the agent-frame tensors of :mod:`ebmtraj.cost_inputs` (``nbr_pos``/``nbr_vel`` may be
     replaced by live trajectories in joint multi-agent sampling).
+
+    The four pseudo-Huber features (scales :data:`ROBUST_SCALES`) and the four squares are each
+    computed as one stacked tensor (few, larger operations: the cost is evaluated at every
+    search step).
     """
-    v, psi, acc, steer = states[..., 2], states[..., 3], states[..., 4], states[..., 5]
+    v, psi = states[..., 2], states[..., 3]
+    head = torch.stack([torch.cos(psi), torch.sin(psi)], -1)                  # (B,T,2)
     # footprint centre: the recorded point moved back along the heading by ``ref``
-    p = states[..., :2] - cond["ref"][:, None, None] * torch.stack([torch.cos(psi), torch.sin(psi)], -1)
+    p = states[..., :2] - cond["ref"][:, None, None] * head
     offset, lane_psi, hw, has_lane = lane_frame(p, cond["lane_pts"], cond["lane_seg"], cond["lane_hw"])
-    lane_on = has_lane.to(p.dtype)[:, None]
-    half_w = 0.5 * cond["size"][:, 1:2]
-    lane_offset = lane_on * robust_square(offset / hw.clamp_min(0.5), 1.0)
-    beyond = smooth_abs(offset) + half_w - hw
-    road_edge = lane_on * robust_square(F.softplus(beyond, beta=4.0), 0.5)
-    lane_heading = lane_on * robust_square(wrap_angle(psi - lane_psi), 0.1)
-    speed = robust_square(v - cond["v_hist"][:, None], 2.0)
-    jerk = (u[..., 0] / dt) ** 2
-    steer_rate = (u[..., 1] / dt) ** 2
-    headway, ttc, prox = neighbour_terms(p, psi, v, cond["nbr_pos"], cond["nbr_vel"], cond["nbr_size"],
-                                         cond["nbr_valid"], cond["size"])
-    return torch.stack([lane_offset, road_edge, lane_heading, speed, acc ** 2, jerk, steer ** 2,
-                        steer_rate, headway, ttc, prox], dim=-1)
+    lane_on = has_lane.to(p.dtype)[:, None, None]
+    mask = torch.cat([lane_on.expand(-1, 1, 3), torch.ones_like(lane_on)], -1)       # (B,1,4)
+    beyond = smooth_abs(offset) + (0.5 * cond["size"][:, 1:2] - hw)         # own half width - lane's
+    robust = robust_square(torch.stack([offset / hw.clamp_min(0.5), F.softplus(beyond, beta=4.0),
+                                        wrap_angle(psi - lane_psi), v - cond["v_hist"][:, None]], -1),
+                           p.new_tensor(ROBUST_SCALES)) * mask
+    squares = torch.stack([states[..., 4:6], u / dt], -1).flatten(-2) ** 2   # accel, jerk, steer, steer rate
+    near = neighbour_features(p, head, v, cond["nbr_pos"], cond["nbr_vel"], cond["nbr_size"],
+                              cond["nbr_valid"], cond["size"])
+    return torch.cat([robust, squares, near], dim=-1)
 
 
 # ----------------------------------------------------------------------------- controls
@@ -200,6 +211,28 @@ class ControlParam(nn.Module):
         eye = torch.eye(steps)[None].repeat(2, 1, 1) * self.scale.view(2, 1, 1)
         self.register_buffer("mix", eye.clone())
         self.register_buffer("unmix", torch.linalg.inv(eye))
+        # derived from ``mix`` (not saved; rebuilt by :meth:`refresh` whenever mix changes)
+        self.register_buffer("control_map", torch.zeros(2 * steps + 2, 2 * steps), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, keys: module.refresh())
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Rebuild ``control_map`` (2T+2, 2T) from ``mix``: the linear map of :meth:`controls`,
+        from the initial levels x0[4:6] followed by z flattened in (step, channel) order to u
+        flattened alike, ``u_t = l_t - l_(t-1)`` with ``l_(-1)`` the initial level. Called after
+        construction, :meth:`fit` and loading a state dict; call it after editing ``mix`` in
+        place."""
+        T = self.mix.shape[-1]
+        cmap = torch.zeros(2 * T + 2, 2 * T, dtype=torch.float64, device=self.mix.device)
+        if self.basis != "increment":
+            for c in range(2):
+                lv = self.mix[c].double() if self.basis == "whitened" else torch.eye(
+                    T, dtype=torch.float64, device=self.mix.device) * float(self.scale[c])
+                diff = lv - torch.cat([lv.new_zeros(1, T), lv[:-1]], 0)          # (T, T): u_t from z
+                cmap[2 + c::2, c::2] = diff.T
+                cmap[c, c] = -1.0
+        self.control_map = cmap.to(self.control_map.dtype)
 
     def fit(self, levels: torch.Tensor, shrink: float = 1.0, floor: float = 1e-3) -> None:
         """Set ``mix`` from observed levels (N,T,2): ``shrink`` times the symmetric square root
@@ -215,6 +248,7 @@ class ControlParam(nn.Module):
             w = w.clamp_min(floor * w.max())
             self.mix[c] = shrink * (v * w.sqrt()) @ v.T
             self.unmix[c] = (v / w.sqrt()) @ v.T / shrink
+        self.refresh()
 
     def levels(self, z: torch.Tensor) -> torch.Tensor:
         """z (B,T,2) -> acceleration / steering levels (B,T,2) relative to the nominal."""
@@ -223,12 +257,11 @@ class ControlParam(nn.Module):
         return z * self.scale.to(z.dtype)
 
     def controls(self, z: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        """z (B,T,2), x0 (B,6) -> u (B,T,2)."""
+        """z (B,T,2), x0 (B,6) -> u (B,T,2): the steps between consecutive :meth:`levels`, the
+        first from x0's acceleration and steering (one product with ``control_map``)."""
         if self.basis == "increment":
             return z * self.scale.to(z.dtype)
-        level = self.levels(z)
-        prev = torch.cat([x0[:, None, 4:6], level[:, :-1]], dim=1)
-        return level - prev
+        return (torch.cat([x0[:, 4:6], z.flatten(1)], 1) @ self.control_map.to(z.dtype)).view(z.shape)
 
     def whiten(self, u: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`controls`: u (B,T,2) -> z (B,T,2)."""
@@ -300,7 +333,7 @@ class HistoryTerm(nn.Module):
     def forward(self, pos: torch.Tensor, nominal: torch.Tensor, cond: dict, enc=None) -> torch.Tensor:
         """pos, nominal: (B,T,2) rolled-out and nominal positions -> (B,) cost."""
         ref, log_sigma = enc if enc is not None else self.encode(cond)
-        r = (pos - nominal - ref) * torch.exp(-log_sigma)
+        r = (pos - (nominal + ref)) * torch.exp(-log_sigma)
         return 0.5 * (r * r).sum((1, 2))
 
 
@@ -373,15 +406,15 @@ class TrajectoryCost(nn.Module):
     def forward(self, states, u, cond, nominal_pos, enc=None, per_step=False):
         """states (B,T,6), u (B,T,2), nominal_pos (B,T,2) -> cost (B,) (or (B,T) if per_step,
         neural term excluded)."""
-        cost = states.new_zeros(states.shape[0] if not per_step else states.shape[:2])
+        cost = None
         if self.use_features:
             feats = trajectory_features(states, u, cond, self.dt)
             w = self.feature_weights().to(feats.dtype) / self.feature_scale.to(feats.dtype).clamp_min(_EPS)
-            weighted = (feats * w).sum(-1)
-            cost = cost + (weighted if per_step else weighted.sum(1))
+            cost = (feats * w).sum(-1 if per_step else (1, 2))
         if self.use_neural and not per_step:
-            cost = cost + self.neural(states[..., :2], nominal_pos, cond, enc)
-        return cost
+            neural = self.neural(states[..., :2], nominal_pos, cond, enc)
+            cost = neural if cost is None else cost + neural
+        return states.new_zeros(states.shape[:2]) if cost is None else cost
 
     @torch.no_grad()
     def calibrate(self, states, u, cond, history_inputs: torch.Tensor | None = None) -> None:

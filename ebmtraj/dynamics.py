@@ -29,8 +29,10 @@ back.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 STATE_DIM, CONTROL_DIM = 6, 2
@@ -52,22 +54,100 @@ class BicycleParams:
     speed_margin: float = 0.5
 
 
-def softclip(z: torch.Tensor, lo: float, hi: float, margin: float) -> torch.Tensor:
+def softclip(z: torch.Tensor, lo, hi, margin) -> torch.Tensor:
     """Identity on [lo + margin, hi - margin], tanh-saturating to (lo, hi) beyond; C1.
 
     Written as ``c + margin * tanh((z - c) / margin)`` with ``c`` = z clamped to the identity
     range (``c = z`` inside, the nearer end outside): six element-wise ops, forward and
-    backward, for any shape."""
-    c = z.clamp(lo + margin, hi - margin)
+    backward, for any shape. ``lo``, ``hi``, ``margin``: floats, or tensors broadcasting
+    against ``z`` (one bound per channel: several bounded quantities in one call)."""
+    return _saturate(z, lo + margin, hi - margin, margin)
+
+
+def _saturate(z: torch.Tensor, inner_lo, inner_hi, margin) -> torch.Tensor:
+    """:func:`softclip` from its identity range [inner_lo, inner_hi] and margin."""
+    c = z.clamp(inner_lo, inner_hi)
     return c + margin * torch.tanh((z - c) / margin)
 
 
-def softclip_inverse(y: torch.Tensor, lo: float, hi: float, margin: float,
-                     eps: float = 1e-3) -> torch.Tensor:
-    """The latent value whose :func:`softclip` is ``y`` (``y`` clamped inside (lo, hi))."""
-    y = y.clamp(lo + eps * margin, hi - eps * margin)
-    c = y.clamp(lo + margin, hi - margin)
+def softclip_inverse(y: torch.Tensor, lo, hi, margin, eps: float = 1e-3) -> torch.Tensor:
+    """The latent value whose :func:`softclip` is ``y`` (``y`` clamped inside (lo, hi)); bounds
+    as in :func:`softclip`."""
+    return _unsaturate(y, lo + eps * margin, hi - eps * margin, lo + margin, hi - margin, margin)
+
+
+def _unsaturate(y: torch.Tensor, outer_lo, outer_hi, inner_lo, inner_hi, margin) -> torch.Tensor:
+    """:func:`softclip_inverse` from the range ``y`` is clamped to first, the identity range
+    and the margin."""
+    y = y.clamp(outer_lo, outer_hi)
+    c = y.clamp(inner_lo, inner_hi)
     return c + margin * torch.atanh((y - c) / margin)
+
+
+LATENT = (V, A, DELTA)   # the state channels with soft bounds, in the order of :meth:`latent`
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """The soft bounds of :data:`LATENT` as tensors (3,) of one dtype and device: the inverse's
+    clamp range (``outer_*``), the identity range (``inner_*``) and the margins."""
+
+    outer_lo: torch.Tensor
+    outer_hi: torch.Tensor
+    inner_lo: torch.Tensor
+    inner_hi: torch.Tensor
+    margin: torch.Tensor
+    channels: torch.Tensor   # int64 (3,): the indices of :data:`LATENT`
+
+
+@functools.lru_cache(maxsize=64)
+def _bounds(p: BicycleParams, dtype: torch.dtype, device: torch.device, eps: float = 1e-3) -> _Bounds:
+    """:class:`_Bounds` of ``p`` (computed in float64 as :func:`softclip` and
+    :func:`softclip_inverse` compute them from floats)."""
+    lo = (0.0, p.accel_min, -p.steer_max)
+    hi = (p.speed_max, p.accel_max, p.steer_max)
+    m = (p.speed_margin, p.accel_margin, p.steer_margin)
+    t = lambda xs: torch.tensor(xs, dtype=dtype, device=device)
+    return _Bounds(t([a + eps * c for a, c in zip(lo, m)]), t([b - eps * c for b, c in zip(hi, m)]),
+                   t([a + c for a, c in zip(lo, m)]), t([b - c for b, c in zip(hi, m)]), t(m),
+                   torch.tensor(LATENT, dtype=torch.int64, device=device))
+
+
+@functools.lru_cache(maxsize=64)
+def integration_matrices(steps: int, dt: float, dtype: torch.dtype = torch.float64,
+                         device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, ...]:
+    """The rollout's linear integration rules as matrices over an extended time axis of
+    ``E = 2 steps + 1`` points: the grid 0..T (indices 0..T), then the mid-steps 1..T (indices
+    T+1..2T; mid-step k lies between grid points k-1 and k). Returns
+
+    * ``speed`` (T+1, 2T): acceleration on the grid [m/s^2] -> latent speed change [m/s] since
+      step 0 at grid points 1..T, then at mid-steps 1..T (trapezoid of a linear acceleration;
+      at a mid-step the exact half-step integral ``dt (3 a_{k-1} + a_k) / 8``);
+    * ``steer`` (T+1, E): steering on the grid -> on the extended axis (the mean of the two ends
+      at a mid-step);
+    * ``simpson`` (E, E): rates on the extended axis -> their integral since step 0 (Simpson's
+      rule over each step, ``dt / 6 (f_{k-1} + 4 f_mid + f_k)``; at a mid-step the half-step
+      rule ``dt / 24 (5 f_{k-1} + 8 f_mid - f_k)``), used for the heading; its grid columns
+      1..T integrate the velocity into positions.
+
+    Cached per (steps, dt, dtype, device)."""
+    T, E = steps, 2 * steps + 1
+    speed = np.zeros((T + 1, 2 * T))
+    steer = np.zeros((T + 1, E))
+    simpson = np.zeros((E, E))
+    steer[np.arange(T + 1), np.arange(T + 1)] = 1.0
+    for k in range(1, T + 1):
+        m = T + k                                               # mid-step k on the extended axis
+        speed[:, k - 1] = (speed[:, k - 2] if k > 1 else 0.0)
+        speed[[k - 1, k], k - 1] += dt / 2
+        speed[:, T + k - 1] = (speed[:, k - 2] if k > 1 else 0.0)
+        speed[[k - 1, k], T + k - 1] += (3 * dt / 8, dt / 8)
+        steer[[k - 1, k], m] = 0.5
+        simpson[:, k] = simpson[:, k - 1]
+        simpson[[k - 1, m, k], k] += (dt / 6, 4 * dt / 6, dt / 6)
+        simpson[:, m] = simpson[:, k - 1]
+        simpson[[k - 1, m, k], m] += (5 * dt / 24, 8 * dt / 24, -dt / 24)
+    return tuple(torch.tensor(x, dtype=dtype, device=device) for x in (speed, steer, simpson))
 
 
 class KinematicBicycle:
@@ -86,49 +166,46 @@ class KinematicBicycle:
     def _speed(self, z):
         return softclip(z, 0.0, self.p.speed_max, self.p.speed_margin)
 
+    def latent_levels(self, state: torch.Tensor) -> torch.Tensor:
+        """Latent (unbounded) speed, acceleration and steering (..., 3) of states (..., 6)."""
+        b = _bounds(self.p, state.dtype, state.device)
+        return _unsaturate(state.index_select(-1, b.channels), b.outer_lo, b.outer_hi, b.inner_lo, b.inner_hi, b.margin)
+
     def latent(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Latent (unbounded) speed, acceleration and steering of states (..., 6)."""
-        p = self.p
-        return (softclip_inverse(state[..., V], 0.0, p.speed_max, p.speed_margin),
-                softclip_inverse(state[..., A], p.accel_min, p.accel_max, p.accel_margin),
-                softclip_inverse(state[..., DELTA], -p.steer_max, p.steer_max, p.steer_margin))
+        return self.latent_levels(state).unbind(-1)
 
     def rollout(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Roll controls out from an initial state.
 
         x0: (..., 6) state at step 0; u: (..., T, 2) controls for steps 1..T.
         Returns states (..., T, 6) at steps 1..T (x0 not included).
+
+        The integration rules (see the module docstring) are linear maps, applied as matrix
+        products over the steps (:func:`integration_matrices`); the bounds of acceleration and
+        steering, and of the speed on the grid and at the mid-steps, are one soft clip each.
         """
         if x0.shape[-1] != STATE_DIM or u.shape[-1] != CONTROL_DIM:
             raise ValueError(f"rollout expects x0 (...,6) and u (...,T,2), got "
                              f"{tuple(x0.shape)} and {tuple(u.shape)}")
         if x0.shape[:-1] != u.shape[:-2]:
             raise ValueError(f"leading dims differ: x0 {tuple(x0.shape)} vs u {tuple(u.shape)}")
-        p, dt = self.p, self.p.dt
-        v_lat0, a_lat0, d_lat0 = self.latent(x0)
-        lat = torch.stack([a_lat0, d_lat0], -1).unsqueeze(-2) + torch.cumsum(u, dim=-2)   # (..., T, 2)
-        # Grid values at steps 0..T (step 0 from x0 itself, already inside the bounds).
-        a = torch.cat([x0[..., A:A + 1], self._accel(lat[..., 0])], dim=-1)
-        d = torch.cat([x0[..., DELTA:DELTA + 1], self._steer(lat[..., 1])], dim=-1)
-        a0, a1 = a[..., :-1], a[..., 1:]
-        dv = torch.cumsum(dt * (a0 + a1) / 2, dim=-1)
-        dv_prev = torch.cat([torch.zeros_like(dv[..., :1]), dv[..., :-1]], dim=-1)
-        v_lat = v_lat0.unsqueeze(-1) + dv
-        v = torch.cat([x0[..., V:V + 1], self._speed(v_lat)], dim=-1)
-        v_mid = self._speed(v_lat0.unsqueeze(-1) + dv_prev + dt * (3 * a0 + a1) / 8)
-        d_mid = (d[..., :-1] + d[..., 1:]) / 2
-        w = v * torch.tan(d) / p.wheelbase
-        w_mid = v_mid * torch.tan(d_mid) / p.wheelbase
-        w0, w1 = w[..., :-1], w[..., 1:]
-        dth = torch.cumsum(dt / 6 * (w0 + 4 * w_mid + w1), dim=-1)
-        th0 = x0[..., THETA:THETA + 1]
-        th = torch.cat([th0, th0 + dth], dim=-1)
-        th_mid = th[..., :-1] + dt / 24 * (5 * w0 + 8 * w_mid - w1)
-        # velocity vectors (x, y) on the grid and at mid-steps, integrated together
-        vel = v.unsqueeze(-1) * torch.stack([torch.cos(th), torch.sin(th)], -1)          # (..., T+1, 2)
-        vel_mid = v_mid.unsqueeze(-1) * torch.stack([torch.cos(th_mid), torch.sin(th_mid)], -1)
-        xy = x0[..., None, X:Y + 1] + torch.cumsum(dt / 6 * (vel[..., :-1, :] + 4 * vel_mid + vel[..., 1:, :]), -2)
-        return torch.cat([xy, torch.stack([v[..., 1:], th[..., 1:], a[..., 1:], d[..., 1:]], -1)], -1)
+        T, p = u.shape[-2], self.p
+        b = _bounds(p, u.dtype, u.device)
+        speed_m, steer_m, simpson = integration_matrices(T, p.dt, u.dtype, u.device)
+        lat0 = self.latent_levels(x0)                                               # (..., 3)
+        # acceleration and steering on the grid 0..T (step 0 from x0, already inside the bounds)
+        ad = _saturate(lat0[..., None, 1:] + torch.cumsum(u, dim=-2), b.inner_lo[1:], b.inner_hi[1:],
+                       b.margin[1:])                                                  # (..., T, 2)
+        grid = torch.cat([x0[..., None, A:DELTA + 1], ad], dim=-2)                    # (..., T+1, 2)
+        # speed at grid 1..T and mid-steps 1..T, then with step 0: the extended axis (..., E)
+        v_lat = lat0[..., 0:1] + grid[..., 0] @ speed_m
+        v = torch.cat([x0[..., V:V + 1], softclip(v_lat, 0.0, p.speed_max, p.speed_margin)], dim=-1)
+        w = v * torch.tan(grid[..., 1] @ steer_m) / p.wheelbase                        # yaw rate
+        th = x0[..., THETA:THETA + 1] + w @ simpson                                   # (..., E)
+        vel = v.unsqueeze(-2) * torch.stack([torch.cos(th), torch.sin(th)], -2)      # (..., 2, E)
+        xy = x0[..., None, X:Y + 1] + (vel @ simpson[:, 1:T + 1]).transpose(-1, -2)   # (..., T, 2)
+        return torch.cat([xy, torch.stack([v, th], -1)[..., 1:T + 1, :], ad], -1)
 
     def controls_from_states(self, x0: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         """Closed-form controls: the steps of the latent acceleration and steering.

@@ -86,6 +86,7 @@ def straight_jacobians(model: IOCEnergy, v_ref: float = V_REF) -> tuple[torch.Te
         x_ref[0, 2] = v_ref
         param = ControlParam(tuple(model.param.scale.tolist()), model.param.basis, T).double()
         param.mix.copy_(mix.double())
+        param.refresh()
 
         def pos(z):
             return rollout(x_ref, param.controls(z.view(1, T, 2), x_ref), model.cost.dt,
