@@ -39,6 +39,7 @@ nbr_agent     (N,M) int64    which agent of the same scene each neighbour slot h
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,13 +88,20 @@ def causal_fit(raw: np.ndarray, dt: float, frames: int, degree: int) -> tuple[np
     """
     if raw.shape[-2] < frames:
         raise DataError(f"history has {raw.shape[-2]} frames, the state fit needs {frames}")
-    tau = (np.arange(frames) - (frames - 1)) * dt
-    design = np.stack([tau ** k for k in range(degree + 1)], axis=1)          # (F, D+1)
-    solve = np.linalg.pinv(design)                                            # (D+1, F)
-    coef = np.einsum("df,...fc->...dc", solve, raw[..., -frames:, :])
+    coef = np.einsum("df,...fc->...dc", _fit_matrix(dt, frames, degree), raw[..., -frames:, :])
     pos, vel = coef[..., 0, :], coef[..., 1, :]
     acc = 2 * coef[..., 2, :] if degree >= 2 else np.zeros_like(vel)
     return pos, vel, acc
+
+
+@functools.lru_cache(maxsize=16)
+def _fit_matrix(dt: float, frames: int, degree: int) -> np.ndarray:
+    """(degree+1, frames): the least-squares polynomial fit of :func:`causal_fit` (read-only)."""
+    tau = (np.arange(frames) - (frames - 1)) * dt
+    design = np.stack([tau ** k for k in range(degree + 1)], axis=1)          # (F, D+1)
+    solve = np.linalg.pinv(design)                                            # (D+1, F)
+    solve.flags.writeable = False
+    return solve
 
 
 def estimate_state(hist: np.ndarray, dt: float, cfg: InputConfig) -> dict[str, np.ndarray]:
@@ -141,33 +149,91 @@ def to_recording_frame(xy: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y], dim=-1)
 
 
+class Polylines:
+    """Lane centre lines as arrays for vectorised point queries (distances, projections,
+    points at arc lengths), as shapely's ``distance``, ``line_locate_point`` and
+    ``line_interpolate_point`` compute them (to float rounding), without a per-point walk along
+    each line. ``lines``: shapely LineStrings (or (V, 2) vertex arrays), each of positive length.
+    """
+
+    def __init__(self, lines):
+        self.coords = [np.asarray(shapely.get_coordinates(x) if hasattr(x, "geom_type") else x, dtype=float)
+                       for x in lines]
+        n = [len(c) - 1 for c in self.coords]                              # segments per line
+        self.starts = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(int) if n else np.zeros(0, int)
+        self.a = np.concatenate([c[:-1] for c in self.coords]) if n else np.zeros((0, 2))     # (S,2)
+        self.d = np.concatenate([np.diff(c, axis=0) for c in self.coords]) if n else np.zeros((0, 2))
+        self.len2 = (self.d * self.d).sum(-1)
+        self.seg_len = np.sqrt(self.len2)
+        self.cum = [np.concatenate([[0.0], np.cumsum(self.seg_len[s:s + k])]) for s, k in zip(self.starts, n)]
+        self.lengths = np.array([c[-1] for c in self.cum])
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def _nearest(self, xy: np.ndarray, seg: slice):
+        """Squared distances (n, s) from points xy (n, 2) to the segments ``seg`` and the
+        fractions (n, s) along them of the nearest points."""
+        rx, ry = xy[:, 0, None] - self.a[None, seg, 0], xy[:, 1, None] - self.a[None, seg, 1]
+        dx, dy, len2 = self.d[seg, 0], self.d[seg, 1], self.len2[seg]
+        t = np.clip((rx * dx + ry * dy) / np.where(len2 > 0, len2, 1.0), 0.0, 1.0)
+        fx, fy = rx - t * dx, ry - t * dy
+        return fx * fx + fy * fy, t
+
+    def distances(self, xy: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+        """(n, lines) distances [m] from points xy (n, 2) to each line."""
+        xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+        out = np.zeros((len(xy), len(self)))
+        if len(self) == 0 or len(xy) == 0:
+            return out
+        step = max(1, chunk // max(len(self.a), 1))
+        for lo in range(0, len(xy), step):
+            d2, _ = self._nearest(xy[lo:lo + step], slice(None))
+            out[lo:lo + step] = np.sqrt(np.minimum.reduceat(d2, self.starts, axis=1))
+        return out
+
+    def locate(self, j: int, xy: np.ndarray) -> np.ndarray:
+        """(n,) arc lengths [m] along line j of the points nearest xy (n, 2) (the first nearest
+        segment on ties)."""
+        s = self.starts[j]
+        d2, t = self._nearest(np.asarray(xy, dtype=float).reshape(-1, 2), slice(s, s + len(self.coords[j]) - 1))
+        k = d2.argmin(1)
+        rows = np.arange(len(k))
+        return self.cum[j][k] + t[rows, k] * self.seg_len[s + k]
+
+    def interpolate(self, j: int, s: np.ndarray) -> np.ndarray:
+        """Points (..., 2) at arc lengths s (...) [m] along line j, clipped to the line."""
+        c, cum = self.coords[j], self.cum[j]
+        return np.stack([np.interp(s, cum, c[:, 0]), np.interp(s, cum, c[:, 1])], -1)
+
+
 def sample_lanes(lines, widths, p0: np.ndarray, cfg: InputConfig):
     """Centre-line samples of the ``cfg.lanes`` nearest lanes around each point p0 (n, 2).
 
-    ``lines``: shapely LineStrings (centre lines along travel), ``widths`` their widths [m].
-    Each lane within ``lane_radius`` m is sampled at ``lane_points`` points from ``lane_behind``
-    m behind to ``lane_ahead`` m ahead of the point's projection. Returns samples (n, L, P, 2),
-    filled (n, L) bool and half widths (n, L) [m]."""
+    ``lines``: shapely LineStrings (centre lines along travel) or their :class:`Polylines`,
+    ``widths`` their widths [m]. Each lane within ``lane_radius`` m is sampled at
+    ``lane_points`` points from ``lane_behind`` m behind to ``lane_ahead`` m ahead of the
+    point's projection. Returns samples (n, L, P, 2), filled (n, L) bool and half widths (n, L)
+    [m]."""
     n, L, P = len(p0), cfg.lanes, cfg.lane_points
     pts = np.zeros((n, L, P, 2))
     hw = np.full((n, L), 1.8)
     filled = np.zeros((n, L), bool)
     if len(lines) == 0 or n == 0:
         return pts, filled, hw
-    geo = shapely.points(p0[:, 0], p0[:, 1])
-    dist = np.stack([shapely.distance(line, geo) for line in lines], 1)            # (n, nl)
+    geo = lines if isinstance(lines, Polylines) else Polylines(lines)
+    p0 = np.asarray(p0, dtype=float)
+    dist = geo.distances(p0)                                                       # (n, nl)
     order = np.argsort(dist, axis=1, kind="stable")[:, :L]
     offsets = np.linspace(-cfg.lane_behind, cfg.lane_ahead, P)
-    for j, (line, width) in enumerate(zip(lines, widths)):
+    for j, width in enumerate(widths):
         rows, slots = np.nonzero(order == j)
         keep = dist[rows, j] <= cfg.lane_radius
         rows, slots = rows[keep], slots[keep]
         if rows.size == 0:
             continue
-        s0 = shapely.line_locate_point(line, geo[rows])
-        st = np.clip(s0[:, None] + offsets[None], 0.0, line.length)
-        xy = shapely.get_coordinates(shapely.line_interpolate_point(line, st.ravel()))
-        pts[rows, slots] = xy.reshape(len(rows), P, 2)
+        st = np.clip(geo.locate(j, p0[rows])[:, None] + offsets[None], 0.0, geo.lengths[j])
+        pts[rows, slots] = geo.interpolate(j, st)
         hw[rows, slots] = width / 2.0
         filled[rows, slots] = True
     return pts, filled, hw

@@ -8,6 +8,7 @@ clipped); a padded (too short) history uses the caller's state with the same cli
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,8 +16,8 @@ import shapely
 import torch
 from shapely.geometry import LineString
 
-from ..cost_inputs import (InputConfig, Neighbours, assemble_rows, clip_controls, estimate_state,
-                           sample_lanes, to_recording_frame)
+from ..cost_inputs import (InputConfig, Neighbours, Polylines, assemble_rows, clip_controls,
+                           estimate_state, sample_lanes, to_recording_frame)
 from .types import AgentState, PlannerInputError
 
 DEFAULT_LANE_WIDTH = 3.7  # m, where a lane comes without one
@@ -71,12 +72,14 @@ class LaneSet:
         arr[:] = lines
         return cls(arr, np.asarray(widths, dtype=float))
 
+    @functools.cached_property
+    def geometry(self) -> Polylines:
+        """The centre lines as :class:`ebmtraj.cost_inputs.Polylines` (built on first use)."""
+        return Polylines(self.lines)
+
     def distances(self, xy: np.ndarray) -> np.ndarray:
         """(n_points, n_lanes) distances [m] from points (n_points, 2) to each centre line."""
-        if len(self) == 0:
-            return np.zeros((len(xy), 0))
-        pts = shapely.points(xy[:, 0], xy[:, 1])
-        return shapely.distance(self.lines[None, :], pts[:, None])
+        return self.geometry.distances(np.asarray(xy, dtype=float).reshape(-1, 2))
 
     def edge_excess(self, xy: np.ndarray) -> np.ndarray:
         """(n_points,) how far [m] each point lies beyond the nearest lane's edge (<= 0: on a lane;
@@ -87,7 +90,7 @@ class LaneSet:
 
     def sample(self, p0: np.ndarray, cfg: InputConfig):
         """:func:`ebmtraj.cost_inputs.sample_lanes` of these lanes at points p0 (n, 2)."""
-        return sample_lanes(self.lines, self.widths, p0, cfg)
+        return sample_lanes(self.geometry, self.widths, p0, cfg)
 
 
 # ----------------------------------------------------------------------------- agents

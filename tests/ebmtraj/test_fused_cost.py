@@ -122,3 +122,31 @@ def test_control_map_gives_the_differences_of_the_levels(basis):
     if basis == "whitened":                                   # fit changed the map
         assert not torch.allclose(fresh.controls(z, x0), C.ControlParam((0.7, 0.02), basis, T).double()
                                   .controls(z, x0))
+
+
+def test_polylines_match_shapely_on_real_lanes():
+    """:class:`ebmtraj.cost_inputs.Polylines` (the lane sampler's and the planner's lane
+    queries) against shapely's distance, line_locate_point and line_interpolate_point."""
+    import numpy as np
+    import shapely
+
+    from ebmtraj.cost_inputs import Polylines, lane_lists
+
+    lane_map = next(iter(real_scenes()["lanes"].values()))
+    lines, _ = lane_lists(lane_map)
+    geo = Polylines(lines)
+    rng = np.random.default_rng(0)
+    verts = np.concatenate(geo.coords)
+    lo, hi = verts.min(0) - 30.0, verts.max(0) + 30.0             # also beyond the lines' ends
+    xy = np.concatenate([rng.uniform(lo, hi, (300, 2)), verts[::7]])   # and exactly on vertices
+    pts = shapely.points(xy[:, 0], xy[:, 1])
+    want = shapely.distance(np.array(lines, dtype=object)[None, :], pts[:, None])
+    assert geo.distances(xy).shape == (len(xy), len(lines)) and len(lines) > 1
+    assert np.abs(geo.distances(xy) - want).max() < 1e-9
+    assert np.abs(geo.distances(xy, chunk=len(geo.a) * 7) - want).max() < 1e-9       # chunked alike
+    for j, line in enumerate(lines):
+        assert abs(geo.lengths[j] - line.length) < 1e-9
+        assert np.abs(geo.locate(j, xy) - shapely.line_locate_point(line, pts)).max() < 1e-6
+        s = rng.uniform(0.0, line.length, 50)
+        got = geo.interpolate(j, s)
+        assert np.abs(got - shapely.get_coordinates(shapely.line_interpolate_point(line, s))).max() < 1e-9
