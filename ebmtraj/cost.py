@@ -45,17 +45,20 @@ _EPS = 1e-6
 # ----------------------------------------------------------------------------- geometry
 
 def smooth_abs(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """|x| with a rounded tip (differentiable at 0)."""
-    return torch.sqrt(x * x + eps * eps)
+    """|x| with a rounded tip (differentiable at 0): ``sqrt(x^2 + eps^2)``, one ``hypot``."""
+    return torch.hypot(x, x.new_tensor(eps))
 
 
 def robust_square(x: torch.Tensor, scale: float | torch.Tensor = 1.0) -> torch.Tensor:
     """Pseudo-Huber ``2 s^2 (sqrt(1 + (x/s)^2) - 1)``: x^2 near 0, ``2 s |x|`` far out.
 
     Bounded slope (at most 2 s): a far-off Langevin sample gets a bounded push, which keeps the
-    chains stable where a plain square would make the energy stiff.
+    chains stable where a plain square would make the energy stiff. Computed as the equal
+    ``2 s (hypot(x, s) - s)`` (three operations); ``scale``: a float or a tensor broadcasting
+    against x (one scale per feature).
     """
-    return 2.0 * scale * scale * (torch.sqrt(1.0 + (x / scale) ** 2) - 1.0)
+    s = x.new_tensor(scale) if not torch.is_tensor(scale) else scale.to(x.dtype)
+    return (2.0 * s) * (torch.hypot(x, s) - s)
 
 
 def wrap_angle(a: torch.Tensor) -> torch.Tensor:
@@ -134,17 +137,17 @@ def neighbour_features(p, head, speed, nbr_pos, nbr_vel, nbr_size, nbr_valid, si
     v_lon = (nbr_vel * head[:, None]).sum(-1)                               # (B,M,T)
     half = 0.5 * (nbr_size + size[:, None])                                 # (B,M,2): length, width
     half_len = half[..., :1]                                                # (B,M,1)
-    reach = (half + half.new_tensor([1.0, 0.3]))[:, :, None]                # (B,M,1,2)
+    reach = -(half + half.new_tensor([1.0, 0.3])).pow(-2)[:, :, None]        # (B,M,1,2): -1 / reach^2
     valid = nbr_valid[..., None].to(p.dtype)                                # (B,M,1)
     v = speed[:, None]                                                      # (B,1,T)
-    in_lane = torch.sigmoid((1.8 - smooth_abs(lat)) / 0.3)
+    in_lane = torch.sigmoid(torch.rsub(smooth_abs(lat), 1.8 / 0.3, alpha=1.0 / 0.3))   # (1.8 - |lat|) / 0.3
     ahead = torch.sigmoid(lon)                                              # scale 1 m
     gap = F.softplus(lon - half_len, beta=2.0)                              # bumper gap [m], > 0
     closing = F.softplus(v - v_lon, beta=4.0)
     weight = valid * in_lane * ahead
     thw = gap / (v.clamp_min(0.0) + 1.0)
     inv_ttc = closing / (gap + 1.0)
-    prox = torch.exp(-((loc / reach) ** 2).sum(-1))
+    prox = torch.exp((loc * loc * reach).sum(-1))
     per = torch.stack([torch.exp(-thw), robust_square(inv_ttc, 0.5), prox], -1)       # (B,M,T,3)
     return (per * torch.stack([weight, weight, valid.expand_as(weight)], -1)).sum(1)
 

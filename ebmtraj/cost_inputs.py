@@ -180,26 +180,27 @@ class Polylines:
         fx, fy = rx - t * dx, ry - t * dy
         return fx * fx + fy * fy, t
 
-    def distances(self, xy: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
-        """(n, lines) distances [m] from points xy (n, 2) to each line."""
+    def project(self, xy: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+        """Distances [m] (n, lines) from points xy (n, 2) to each line, and the arc lengths [m]
+        (n, lines) along each line of the nearest points (the first nearest segment on ties)."""
         xy = np.asarray(xy, dtype=float).reshape(-1, 2)
-        out = np.zeros((len(xy), len(self)))
+        dist, arc = np.zeros((len(xy), len(self))), np.zeros((len(xy), len(self)))
         if len(self) == 0 or len(xy) == 0:
-            return out
+            return dist, arc
         step = max(1, chunk // max(len(self.a), 1))
+        ends = np.append(self.starts[1:], len(self.a))
         for lo in range(0, len(xy), step):
-            d2, _ = self._nearest(xy[lo:lo + step], slice(None))
-            out[lo:lo + step] = np.sqrt(np.minimum.reduceat(d2, self.starts, axis=1))
-        return out
+            d2, t = self._nearest(xy[lo:lo + step], slice(None))
+            rows = np.arange(len(d2))
+            for j, (s, e) in enumerate(zip(self.starts, ends)):
+                k = d2[:, s:e].argmin(1)
+                dist[lo:lo + step, j] = np.sqrt(d2[rows, s + k])
+                arc[lo:lo + step, j] = self.cum[j][k] + t[rows, s + k] * self.seg_len[s + k]
+        return dist, arc
 
-    def locate(self, j: int, xy: np.ndarray) -> np.ndarray:
-        """(n,) arc lengths [m] along line j of the points nearest xy (n, 2) (the first nearest
-        segment on ties)."""
-        s = self.starts[j]
-        d2, t = self._nearest(np.asarray(xy, dtype=float).reshape(-1, 2), slice(s, s + len(self.coords[j]) - 1))
-        k = d2.argmin(1)
-        rows = np.arange(len(k))
-        return self.cum[j][k] + t[rows, k] * self.seg_len[s + k]
+    def distances(self, xy: np.ndarray) -> np.ndarray:
+        """(n, lines) distances [m] from points xy (n, 2) to each line."""
+        return self.project(xy)[0]
 
     def interpolate(self, j: int, s: np.ndarray) -> np.ndarray:
         """Points (..., 2) at arc lengths s (...) [m] along line j, clipped to the line."""
@@ -223,7 +224,7 @@ def sample_lanes(lines, widths, p0: np.ndarray, cfg: InputConfig):
         return pts, filled, hw
     geo = lines if isinstance(lines, Polylines) else Polylines(lines)
     p0 = np.asarray(p0, dtype=float)
-    dist = geo.distances(p0)                                                       # (n, nl)
+    dist, arc = geo.project(p0)                                                    # (n, nl)
     order = np.argsort(dist, axis=1, kind="stable")[:, :L]
     offsets = np.linspace(-cfg.lane_behind, cfg.lane_ahead, P)
     for j, width in enumerate(widths):
@@ -232,7 +233,7 @@ def sample_lanes(lines, widths, p0: np.ndarray, cfg: InputConfig):
         rows, slots = rows[keep], slots[keep]
         if rows.size == 0:
             continue
-        st = np.clip(geo.locate(j, p0[rows])[:, None] + offsets[None], 0.0, geo.lengths[j])
+        st = np.clip(arc[rows, j, None] + offsets[None], 0.0, geo.lengths[j])
         pts[rows, slots] = geo.interpolate(j, st)
         hw[rows, slots] = width / 2.0
         filled[rows, slots] = True

@@ -56,20 +56,13 @@ def solve_start(jac_a: torch.Tensor, jac_s: torch.Tensor, speed: torch.Tensor, r
     ``v_ref`` [m/s]; speed (B,) [m/s] scales the lateral one; ref (B, T, 2) [m] the neural term's
     reference offsets, log_sigma (B or 1, T, 2) its log scales (W = exp(-2 log_sigma))."""
     B, T = ref.shape[0], ref.shape[1]
-    prec = torch.exp(-2.0 * log_sigma.double()).expand(B, T, 2)
-    eye = torch.eye(T, dtype=torch.float64)
+    prec = torch.exp(-2.0 * log_sigma.double()).expand(B, T, 2).transpose(1, 2)      # (B, 2, T)
     scale = speed.double().clamp_min(2.0) / v_ref
-    out = []
-    for c in range(2):
-        if c == 0:
-            jb = jac_a.unsqueeze(0).expand(B, T, T)
-        else:
-            jb = jac_s.unsqueeze(0) * scale.view(-1, 1, 1)
-        jtw = jb.transpose(1, 2) * prec[:, :, c].unsqueeze(1)
-        a = jtw @ jb + (lam + 1e-6) * eye
-        b = jtw @ ref[:, :, c].double().unsqueeze(-1)
-        out.append(torch.linalg.solve(a, b)[:, :, 0])
-    return torch.stack(out, -1).to(ref.dtype)
+    jb = torch.stack([jac_a.unsqueeze(0).expand(B, T, T), jac_s.unsqueeze(0) * scale.view(-1, 1, 1)], 1)
+    jtw = jb.transpose(2, 3) * prec.unsqueeze(2)                                     # (B, 2, T, T)
+    a = jtw @ jb + (lam + 1e-6) * torch.eye(T, dtype=torch.float64)
+    b = jtw @ ref.double().transpose(1, 2).unsqueeze(-1)                              # (B, 2, T, 1)
+    return torch.linalg.solve(a, b)[..., 0].transpose(1, 2).to(ref.dtype)
 
 
 def straight_jacobians(model: IOCEnergy, v_ref: float = V_REF) -> tuple[torch.Tensor, torch.Tensor]:

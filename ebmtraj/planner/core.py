@@ -310,7 +310,8 @@ class Planner:
         flags = ["extended_beyond_trained_horizon"] if extend else []
         if any(overlapping(ego, b) for b in nbrs):
             flags.append("neighbour_overlaps_ego")
-        reason = self._lane_problem(ego, lane_set)
+        excess = lane_set.edge_excess(ego.centre[None])
+        reason = self._lane_problem(ego, lane_set, excess[0])
         if reason is not None:
             self._memory = None
             return self._fallback(ego, lane_set, reason, n_out, flags, t_start, pmode, seed, timestamp)
@@ -320,7 +321,7 @@ class Planner:
                           max_neighbours=self.config.max_neighbours,
                           radius=self.config.neighbour_radius,
                           min_slots=self.config.max_neighbours if self.config.compile else 1,
-                          headways=self._headways([headway]))
+                          headways=self._headways([headway]), edge_excess=excess)
         if rows.padded[0]:
             flags.append("history_padded")
         if sum(1 for b in nbrs if np.hypot(*(b.centre - ego.centre)) <= self.config.neighbour_radius) \
@@ -505,7 +506,7 @@ class Planner:
         t_setup = time.perf_counter()
         if deadline is not None and t_setup + self._overhead_seconds * len(active) > deadline:
             return self._out_of_time(states, active, out, n_out, t_start, pmode, seed)
-        rows, groups = self._scene_rows(scene, states, active, lane_set, joint)
+        rows, groups = self._scene_rows(scene, states, active, lane_set, joint, excess[active])
         res = self._search(rows, cfg, deadline, seed, joint=joint, groups=groups)
         e = res["energy"]
         best = int(torch.argmin(e.nan_to_num(math.inf).sum(0)))         # lowest joint energy of K
@@ -548,9 +549,10 @@ class Planner:
                                 flags=("deadline",), mode=mode, seed=seed, elapsed_s=elapsed)
         return out
 
-    def _scene_rows(self, scene, states, active, lane_set, joint):
+    def _scene_rows(self, scene, states, active, lane_set, joint, excess=None):
         """The rows of a scene's active agents, with live neighbour slots when ``joint``, and
-        their groups (one scene: all zero; None when independent)."""
+        their groups (one scene: all zero; None when independent); ``excess``: the active
+        agents' :meth:`LaneSet.edge_excess` if known."""
         cen = np.array([s.centre for s in states])
         d = np.hypot(*(cen[active][:, None] - cen[None]).transpose(2, 0, 1))          # (n, A)
         d[np.arange(len(active)), active] = np.inf
@@ -562,7 +564,8 @@ class Planner:
                           lane_set, self.loaded.inputs, history=self.loaded.history,
                           steps=self.loaded.steps, dt=self.dt, max_neighbours=self.config.max_neighbours,
                           radius=self.config.neighbour_radius,
-                          headways=self._headways([getattr(scene.agents[i], "headway", None) for i in active]))
+                          headways=self._headways([getattr(scene.agents[i], "headway", None) for i in active]),
+                          edge_excess=excess)
         if not joint:
             return rows, None
         n = len(active)

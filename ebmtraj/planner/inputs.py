@@ -189,7 +189,7 @@ def nearest(state: AgentState, others: list[AgentState], max_neighbours: int, ra
 def build_rows(states: list[AgentState], histories: list, neighbour_lists: list[list[AgentState]],
                lanes: LaneSet, cfg: InputConfig, *, history: int, steps: int, dt: float = 0.1,
                max_neighbours: int = 5, radius: float = 30.0, min_slots: int = 1,
-               headways: list | None = None) -> RowInputs:
+               headways: list | None = None, edge_excess: np.ndarray | None = None) -> RowInputs:
     """The cost inputs of N agents (rows) with their own neighbours, assembled by
     :func:`ebmtraj.cost_inputs.assemble_rows` as for recorded scenes.
 
@@ -198,7 +198,7 @@ def build_rows(states: list[AgentState], histories: list, neighbour_lists: list[
     those, the ``max_neighbours`` nearest within ``radius`` m fill the neighbour slots; at least
     ``min_slots`` slots exist (empty ones are masked by ``nbr_valid``). ``headways``: N (H,)
     recorded front-to-front distances [m] to each agent's leader (a virtual leader slot), or
-    None."""
+    None. ``edge_excess`` (N,): the agents' :meth:`LaneSet.edge_excess` if already known."""
     n = len(states)
     hist = np.zeros((n, history, 2))
     padded = np.zeros(n, bool)
@@ -230,8 +230,9 @@ def build_rows(states: list[AgentState], histories: list, neighbour_lists: list[
     starts = [replace(s, x=float(e["pos"][0]), y=float(e["pos"][1]), heading=float(e["heading"]),
                       speed=float(e["speed"]), accel=float(e["accel"]), steering=float(e["steer"]))
               for s, e in zip(states, ests)]
-    centres = np.array([s.centre for s in states]).reshape(n, 2)
-    return RowInputs(cond, origin, nidx, padded, lanes.edge_excess(centres), starts)
+    if edge_excess is None:
+        edge_excess = lanes.edge_excess(np.array([s.centre for s in states]).reshape(n, 2))
+    return RowInputs(cond, origin, nidx, padded, np.asarray(edge_excess, dtype=float), starts)
 
 
 def _headway(h, frames: int, i: int) -> np.ndarray:
