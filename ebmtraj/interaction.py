@@ -46,6 +46,16 @@ def disc_contact(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live)
     return (touch.flatten(2).any(-1) & live).any(1)
 
 
+def box_contact(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live) -> torch.Tensor:
+    """(N,) bool: rows whose footprint rectangle overlaps a live neighbour's at some step (the
+    separating-axis test of :func:`ebmtraj.metrics.boxes_overlap`, the collision metric's)."""
+    from .metrics import box_corners, boxes_overlap
+
+    a = box_corners(centre, heading, size[:, None].expand(-1, centre.shape[1], -1))       # (N,T,4,2)
+    b = box_corners(nbr_centre, nbr_heading, nbr_size[:, :, None].expand(-1, -1, centre.shape[1], -1))
+    return (boxes_overlap(a[:, None], b).any(-1) & live).any(1)
+
+
 def order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order,
                   margin: float = 2.0) -> torch.Tensor:
     """Same-lane gap keeping between each row's vehicle and its live neighbours, (N,).

@@ -30,7 +30,7 @@ import torch
 from ebmcore.errors import DataError
 
 from .cost import IOCEnergy
-from .interaction import disc_contact, footprint, live_neighbours, pair_index, pair_penalty
+from .interaction import box_contact, disc_contact, footprint, live_neighbours, pair_index, pair_penalty
 from .model import PredictConfig
 from .search import anytime_search, clip_rows, generator_start, reference_start
 
@@ -56,7 +56,8 @@ def row_forward(model: IOCEnergy, z: torch.Tensor, cond: dict, enc, joint_weight
         nbr_pos, nbr_vel, nbr_head, live = live_neighbours(cond, centre, psi, states[..., 2])
         c2 = dict(cond, nbr_pos=nbr_pos, nbr_vel=nbr_vel)
         cost = model.cost(states, u, c2, cond["nominal"], enc=enc)
-        pair = pair_penalty(centre, psi, cond["size"], nbr_pos, nbr_head, cond["nbr_size"], live, order, gap)
+        pair = pair_penalty(centre, psi, cond["size"] + margin, nbr_pos, nbr_head, cond["nbr_size"] + margin,
+                            live, order, gap)
         return cost + 0.5 * joint_weight * pair, states, u
     cost = model.cost(states, u, cond, cond["nominal"], enc=enc)
     if fixed_weight:
@@ -210,7 +211,7 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
         k = cfg.samples
         energy = make_energy(repeat_rows(cond, k)) if k > 1 else energy
         start = start.repeat_interleave(k, dim=0)
-        z0 = start + cfg.init_std * torch.randn(start.shape, generator=gen, dtype=start.dtype)
+        z0 = start + cfg.init_std * start_noise(n, k, start.shape[1:], gen, start.dtype)
         z = run(energy, z0, k, steps=cfg.steps, optimiser="langevin", step_size=cfg.step_size,
                 noise=True)
     if best_e is None or len(best_e) != len(z):                      # not searched: evaluate
@@ -222,6 +223,32 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
     return {"z": view(z), "states": view(states), "controls": view(u), "energy": view(e),
             "cost": view(c), "iterations": iters, "deadline_hit": hit,
             "seconds_per_row": spent / evals if evals else None, "search_seconds": spent}
+
+
+SAMPLE_STARTS = "mode"      # how the K chains' start offsets are drawn (start_noise's ``kind``)
+
+
+def start_noise(n: int, k: int, shape, generator: torch.Generator, dtype=torch.float32,
+                kind: str | None = None) -> torch.Tensor:
+    """(n*k, *shape) offsets of the K sampling chains of n rows from their start, before the
+    factor ``init_std`` (row i's chains are rows i*k .. i*k+k-1). ``kind`` (None:
+    :data:`SAMPLE_STARTS`): 'iid' (each N(0, I)); 'antithetic' (pairs +e, -e of one N(0, I)
+    draw e, the last chain alone when K is odd): every direction a chain explores, another
+    explores the opposite way, so the chains spread on both sides of the start (the minimum
+    cost) and their mean stays near it; 'mode' (chain 0 at the start itself, the rest
+    antithetic pairs)."""
+    kind = SAMPLE_STARTS if kind is None else kind
+    if kind not in ("iid", "antithetic", "mode"):
+        raise ValueError(f"sample starts must be iid, antithetic or mode, got {kind!r}")
+    if kind == "iid":
+        return torch.randn((n * k, *shape), generator=generator, dtype=dtype)
+    lead = 1 if kind == "mode" else 0
+    pairs = (k - lead) // 2
+    e = torch.randn((n, pairs, *shape), generator=generator, dtype=dtype)
+    parts = [torch.zeros((n, lead, *shape), dtype=dtype), torch.stack([e, -e], 2).flatten(1, 2)]
+    if (k - lead) % 2:
+        parts.append(torch.randn((n, 1, *shape), generator=generator, dtype=dtype))
+    return torch.cat(parts, 1).flatten(0, 1)
 
 
 def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = False,
@@ -283,32 +310,69 @@ def predict_rows(model: IOCEnergy, c: dict, cfg: PredictConfig, *, joint: bool =
     if cfg.mode != "adam":
         return search_rows(model, c, ccfg, make_energy=make, groups=groups, generator=generator,
                            deadline=deadline, start=alone["z"][:, 0], **search_kw)
-    return repair_contacts(model, c, ccfg, alone, make, groups, generator=generator,
+    joint_energy = lambda cc, weight, gap_margin: RowEnergy(
+        model, cc, joint_weight=weight, fixed_weight=fixed_weight, margin=gap_margin, compile=compile,
+        gap=cfg.pair_gap)
+    return repair_contacts(model, c, ccfg, alone, joint_energy, groups, generator=generator,
                            deadline=deadline, **search_kw)
 
 
+REPAIR_ROUND_STEPS = 10     # joint Adam steps per repair round (then the contact test again)
+REPAIR_GROWTH = 2.0         # the pair weight's factor from one repair round to the next
+REPAIR_MARGIN = 0.4         # m: footprint growth of the repair's overlap term
+REPAIR_CONTACT = "box"      # the repair's contact test (scene_contact's ``test``)
+
+
 def repair_contacts(model: IOCEnergy, c: dict, cfg: PredictConfig, alone: dict, make_energy,
-                    groups: torch.Tensor, **search_kw) -> dict:
+                    groups: torch.Tensor, *, round_steps: int | None = None, growth: float | None = None,
+                    margin: float | None = None, contact: str | None = None, **search_kw) -> dict:
     """The joint repair (mode 'adam'): the independent minimum-cost result ``alone`` of the
-    rows ``c`` (N rows, K = 1), with the scenes (``groups`` (N,)) where it brings two vehicles
+    rows ``c`` (N rows, K = 1; ``make_energy(cond, weight, margin) -> RowEnergy``, the joint
+    energy of some rows), with the scenes (``groups`` (N,)) where it brings two vehicles
     into contact (:func:`scene_contact`) replaced by the joint search of ``cfg`` from their
-    independent controls. Live slots only hold rows of the same scene, so the contact scenes
-    are searched on their own (their rows alone: the same per-row updates and per-scene
-    choices as in the whole batch); without a contact no joint evaluation runs."""
-    hit = scene_contact(alone["states"][:, 0], c, groups)
-    if not bool(hit.any()):
-        return alone
-    rows = hit.nonzero().squeeze(1)
-    kw = {k: (v[rows] if k == "extra_starts" and v is not None else v) for k, v in search_kw.items()}
-    res = search_rows(model, subset_rows(c, rows), cfg, make_energy=make_energy, groups=groups[rows],
-                      start=alone["z"][rows, 0], **kw)
-    out = dict(alone, iterations=res["iterations"], deadline_hit=alone["deadline_hit"] or res["deadline_hit"],
-               seconds_per_row=res["seconds_per_row"] or alone["seconds_per_row"],
-               search_seconds=alone["search_seconds"] + res["search_seconds"])
-    for key in ("z", "states", "controls", "energy", "cost"):
-        full = alone[key].expand(-1, res[key].shape[1], *alone[key].shape[2:]).clone()
-        full[rows] = res[key]
-        out[key] = full
+    independent controls.
+
+    The ``cfg.joint_steps`` joint Adam steps run in rounds of ``round_steps``
+    (:data:`REPAIR_ROUND_STEPS`): after each round the contact test runs again, and only the
+    scenes still in contact go on, from where the round left them, with the pair weight
+    multiplied by ``growth`` (:data:`REPAIR_GROWTH`); scenes out of contact keep the round's
+    result. ``margin`` [m] (:data:`REPAIR_MARGIN`) grows every footprint of the contact test
+    and of the joint overlap term, so repaired vehicles keep that clearance. Live slots only
+    hold rows of the same scene, so the contact scenes are searched on their own (their rows
+    alone: the same per-row updates and per-scene choices as in the whole batch); without a
+    contact no joint evaluation runs."""
+    round_steps = REPAIR_ROUND_STEPS if round_steps is None else int(round_steps)
+    growth = REPAIR_GROWTH if growth is None else float(growth)
+    margin = REPAIR_MARGIN if margin is None else float(margin)
+    contact = REPAIR_CONTACT if contact is None else contact
+    total = cfg.opt_steps
+    out = {key: alone[key].clone() for key in ("z", "states", "controls", "energy", "cost")}
+    out.update(iterations=alone["iterations"], deadline_hit=alone["deadline_hit"],
+               seconds_per_row=alone["seconds_per_row"], search_seconds=alone["search_seconds"],
+               repair_rounds=0)
+    hit = scene_contact(out["states"][:, 0], c, groups, test=contact)
+    done, rnd, weight = 0, 0, cfg.interaction_weight
+    while bool(hit.any()) and (done < total or total == 0 and rnd == 0):
+        steps = min(round_steps, total - done) if round_steps > 0 else total - done
+        rows = hit.nonzero().squeeze(1)
+        kw = {k: (v[rows] if k == "extra_starts" and v is not None else v) for k, v in search_kw.items()}
+        cc = subset_rows(c, rows)
+        make = lambda cond, w=weight: make_energy(cond, w, margin)
+        res = search_rows(model, cc, replace(cfg, opt_steps=steps, interaction_weight=weight), make_energy=make,
+                          groups=groups[rows], start=out["z"][rows, 0], **kw)
+        out["iterations"] = res["iterations"]
+        out["deadline_hit"] = out["deadline_hit"] or res["deadline_hit"]
+        out["seconds_per_row"] = res["seconds_per_row"] or out["seconds_per_row"]
+        out["search_seconds"] += res["search_seconds"]
+        for key in ("z", "states", "controls", "energy", "cost"):
+            out[key][rows] = res[key]
+        done, rnd, weight = done + steps, rnd + 1, weight * growth
+        out["repair_rounds"] = rnd
+        if steps == 0 or res["deadline_hit"]:
+            break
+        still = scene_contact(res["states"][:, 0], cc, groups[rows], test=contact)
+        hit = torch.zeros_like(hit)
+        hit[rows] = still
     return out
 
 
@@ -324,12 +388,22 @@ def subset_rows(cond: dict, rows: torch.Tensor) -> dict:
     return out
 
 
-def scene_contact(states: torch.Tensor, cond: dict, groups: torch.Tensor) -> torch.Tensor:
+def scene_contact(states: torch.Tensor, cond: dict, groups: torch.Tensor, margin: float = 0.0,
+                  test: str = "disc") -> torch.Tensor:
     """(N,) bool: rows of scenes (``groups`` (N,)) where some row's states (N,T,6) bring its
-    covering discs into contact with another row's (live slots of ``cond``)."""
+    footprint into contact with another row's (live slots of ``cond``) at some step; ``margin``
+    [m] grows every footprint's length and width. ``test``: 'disc' (the covering discs of
+    :func:`ebmtraj.interaction.disc_contact`, which reach past the rectangle's sides and ends
+    but miss its corners), 'box' (the rectangles themselves, as the collision metric tests them,
+    :func:`ebmtraj.interaction.box_contact`) or 'either'."""
     centre, psi = footprint(states, cond["ref"])
     nbr_pos, _, nbr_head, live = live_neighbours(cond, centre, psi, states[..., 2])
-    hit = disc_contact(centre, psi, cond["size"], nbr_pos, nbr_head, cond["nbr_size"], live)
+    args = (centre, psi, cond["size"] + margin, nbr_pos, nbr_head, cond["nbr_size"] + margin, live)
+    if test not in ("disc", "box", "either"):
+        raise ValueError(f"contact test must be disc, box or either, got {test!r}")
+    hit = disc_contact(*args) if test != "box" else torch.zeros_like(live[:, 0])
+    if test != "disc":
+        hit = hit | box_contact(*args)
     per_scene = torch.zeros(int(groups.max()) + 1, dtype=torch.int64).index_add_(0, groups, hit.long())
     return per_scene[groups] > 0
 
