@@ -12,7 +12,8 @@ two kinds:
 
 * joint (``joint_weight``): each row's neighbour slots that hold another row of the batch
   (``nbr_row``) see that row's *current* trajectory; each row pays half of ``joint_weight``
-  times its overlap + same-lane order penalties, so a scene's rows sum to its joint energy;
+  times its overlap + same-lane order penalties (every footprint grown by ``margin`` [m]), so
+  a scene's rows sum to its joint energy;
 * fixed (``fixed_weight``, planning one vehicle): the same penalties against the neighbours'
   constant-velocity extrapolations, the row's footprint grown by ``margin`` [m].
 
@@ -263,7 +264,8 @@ def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = F
     'independent' its search starts at the independent minimum-cost controls and runs
     ``cfg.joint_steps`` Adam steps on the joint energy, and (mode 'adam') only scenes where the
     independent plans bring two vehicles into contact (:func:`scene_contact`) take the joint
-    result: a repair of the independent plans that leaves the others as they are."""
+    result, in rounds until they are apart (:func:`repair_contacts`): a repair of the
+    independent plans that leaves the others as they are."""
     model.eval()
     if joint and "nbr_row" not in cond:
         cond = dict(cond, **pair_index(cond["scene"], cond["agent"], cond["nbr_agent"], cond["origin"]))
@@ -332,12 +334,15 @@ def repair_contacts(model: IOCEnergy, c: dict, cfg: PredictConfig, alone: dict, 
     into contact (:func:`scene_contact`) replaced by the joint search of ``cfg`` from their
     independent controls.
 
-    The ``cfg.joint_steps`` joint Adam steps run in rounds of ``round_steps``
-    (:data:`REPAIR_ROUND_STEPS`): after each round the contact test runs again, and only the
-    scenes still in contact go on, from where the round left them, with the pair weight
-    multiplied by ``growth`` (:data:`REPAIR_GROWTH`); scenes out of contact keep the round's
-    result. ``margin`` [m] (:data:`REPAIR_MARGIN`) grows every footprint of the contact test
-    and of the joint overlap term, so repaired vehicles keep that clearance. Live slots only
+    The contact test is ``contact`` (:data:`REPAIR_CONTACT`; 'box': the footprint rectangles,
+    as the collision metric tests them). The ``cfg.joint_steps`` joint Adam steps run in rounds
+    of ``round_steps`` (:data:`REPAIR_ROUND_STEPS`): after each round the contact test runs
+    again, and only the scenes still in contact go on, from where the round left them, with the
+    pair weight multiplied by ``growth`` (:data:`REPAIR_GROWTH`); scenes out of contact keep
+    the round's result. ``margin`` [m] (:data:`REPAIR_MARGIN`) grows the footprints of the
+    joint energy's pair terms: the three covering discs of a 4.5 x 1.8 m car miss its corners
+    (the end disc's radius is 1.13 m, the corner 1.27 m from its centre), so a corner-to-corner
+    overlap would have no overlap gradient; grown by 0.36 m or more they reach them. Live slots only
     hold rows of the same scene, so the contact scenes are searched on their own (their rows
     alone: the same per-row updates and per-scene choices as in the whole batch); without a
     contact no joint evaluation runs."""
