@@ -66,11 +66,37 @@ def wrap_angle(a: torch.Tensor) -> torch.Tensor:
     return torch.atan2(torch.sin(a), torch.cos(a))
 
 
-def lane_frame(p: torch.Tensor, pts: torch.Tensor, seg_valid: torch.Tensor, half_width: torch.Tensor):
+LANE_TABLE = ("ax", "ay", "dx", "dy", "inv_len2", "missing", "nx", "ny", "heading", "half_width")
+MISSING = 1e30   # m^2: the squared-distance penalty of a segment that does not exist
+
+
+def lane_table(pts: torch.Tensor, seg_valid: torch.Tensor, half_width: torch.Tensor) -> torch.Tensor:
+    """Per-segment lane geometry (B, L*(P-1), 10), channels :data:`LANE_TABLE`: start point and
+    direction [m], 1 / squared length [1/m^2], :data:`MISSING` [m^2] where the segment does not
+    exist (else 0: added to squared distances, it rules the segment out), unit normal to the
+    left, heading [rad] and the lane's half width [m]. All finite.
+
+    pts: (B, L, P, 2) lane centre polylines; seg_valid: (B, L, P-1); half_width: (B, L). It does
+    not depend on the trajectory: :func:`ebmtraj.cost_inputs.assemble_rows` stores it as the
+    input ``lane_table`` so that :func:`lane_frame` does not rebuild it at every evaluation."""
+    B, L, P = pts.shape[:3]
+    a, d = pts[:, :, :-1], pts[:, :, 1:] - pts[:, :, :-1]                      # (B,L,S,2)
+    dx, dy = d[..., 0], d[..., 1]
+    len2 = dx * dx + dy * dy
+    missing = torch.zeros_like(dx).masked_fill(~seg_valid.bool(), MISSING)
+    normal = torch.stack([-dy, dx], -1) / torch.sqrt(len2 + _EPS)[..., None]
+    hw = half_width[:, :, None].expand(B, L, P - 1)
+    return torch.cat([a, d, torch.stack([1.0 / len2.clamp_min(_EPS), missing], -1), normal,
+                      torch.stack([torch.atan2(dy, dx), hw], -1)], -1).reshape(B, L * (P - 1), len(LANE_TABLE))
+
+
+def lane_frame(p: torch.Tensor, pts: torch.Tensor, seg_valid: torch.Tensor, half_width: torch.Tensor,
+               table: torch.Tensor | None = None):
     """Signed offset, lane heading and half width of the nearest lane at every position.
 
     p: (B, T, 2) positions [m]; pts: (B, L, P, 2) lane centre polylines (along travel);
-    seg_valid: (B, L, P-1) which segments exist; half_width: (B, L) [m].
+    seg_valid: (B, L, P-1) which segments exist; half_width: (B, L) [m]; ``table``: their
+    :func:`lane_table` if already built (None: built here).
     Returns (offset (B,T) [m, + left], heading (B,T) [rad], half_width (B,T) [m], has_lane (B,) bool).
 
     The nearest segment is chosen without gradient: per lane, the nearest vertex (one batched
@@ -80,9 +106,8 @@ def lane_frame(p: torch.Tensor, pts: torch.Tensor, seg_valid: torch.Tensor, half
     B, T = p.shape[:2]
     L, P = pts.shape[1], pts.shape[2]
     S = P - 1
-    seg_ok = seg_valid.reshape(B, L * S).bool()
-    # per segment (B, L*S, 5): start point, direction, and +inf where the segment does not exist
-    seg = torch.cat([pts[:, :, :-1], pts[:, :, 1:] - pts[:, :, :-1]], -1).reshape(B, L * S, 4)
+    table = lane_table(pts, seg_valid, half_width) if table is None else table
+    C = table.shape[-1]
     with torch.no_grad():
         pd = p.detach()
         flat_pts = pts.reshape(B, L * P, 2)
@@ -91,23 +116,17 @@ def lane_frame(p: torch.Tensor, pts: torch.Tensor, seg_valid: torch.Tensor, half
         vert = d2.view(B, T, L, P).argmin(-1)                                # (B,T,L)
         lanes = torch.arange(L, device=p.device).view(1, 1, L, 1) * S
         cand = (torch.stack([vert - 1, vert], -1).clamp(0, S - 1) + lanes).view(B, T * 2 * L)
-        missing = torch.zeros_like(seg[..., :1]).masked_fill(~seg_ok[..., None], float("inf"))
-        c = torch.cat([seg, missing], -1).gather(1, cand[..., None].expand(-1, -1, 5)).view(B, T, 2 * L, 5)
-        ca, cd = c[..., :2], c[..., 2:4]
-        r = pd[:, :, None] - ca
-        t = ((r * cd).sum(-1) / (cd * cd).sum(-1).clamp_min(_EPS)).clamp(0.0, 1.0)
+        c = table.gather(1, cand[..., None].expand(-1, -1, C)).view(B, T, 2 * L, C)
+        cd = c[..., 2:4]
+        r = pd[:, :, None] - c[..., :2]
+        t = ((r * cd).sum(-1) * c[..., 4]).clamp(0.0, 1.0)
         f = r - t[..., None] * cd
-        dist2 = (f * f).sum(-1) + c[..., 4]
+        dist2 = (f * f).sum(-1) + c[..., 5]
         flat = cand.view(B, T, 2 * L).gather(2, dist2.argmin(-1, keepdim=True)).squeeze(-1)   # (B,T) in L*S
-    chosen = seg.gather(1, flat[..., None].expand(B, T, 4))
-    seg_a, sdx, sdy = chosen[..., :2], chosen[..., 2], chosen[..., 3]
+    chosen = table.gather(1, flat[..., None].expand(B, T, C))
     # the chosen segment's unit normal (to its left): the offset is one dot product
-    normal = torch.stack([-sdy, sdx], -1) / torch.sqrt(sdx * sdx + sdy * sdy + _EPS)[..., None]
-    offset = ((p - seg_a) * normal).sum(-1)
-    heading = torch.atan2(sdy, sdx)
-    hw = half_width.gather(1, torch.div(flat, S, rounding_mode="floor"))
-    has_lane = seg_ok.any(1)
-    return offset, heading, hw, has_lane
+    offset = ((p - chosen[..., :2]) * chosen[..., 6:8]).sum(-1)
+    return offset, chosen[..., 8], chosen[..., 9], seg_valid.flatten(1).any(1)
 
 
 def neighbour_terms(p, heading, speed, nbr_pos, nbr_vel, nbr_size, nbr_valid, size):
@@ -170,7 +189,8 @@ def trajectory_features(states: torch.Tensor, u: torch.Tensor, cond: dict, dt: f
     head = torch.stack([torch.cos(psi), torch.sin(psi)], -1)                  # (B,T,2)
     # footprint centre: the recorded point moved back along the heading by ``ref``
     p = states[..., :2] - cond["ref"][:, None, None] * head
-    offset, lane_psi, hw, has_lane = lane_frame(p, cond["lane_pts"], cond["lane_seg"], cond["lane_hw"])
+    offset, lane_psi, hw, has_lane = lane_frame(p, cond["lane_pts"], cond["lane_seg"], cond["lane_hw"],
+                                                cond.get("lane_table"))
     lane_on = has_lane.to(p.dtype)[:, None, None]
     mask = torch.cat([lane_on.expand(-1, 1, 3), torch.ones_like(lane_on)], -1)       # (B,1,4)
     beyond = smooth_abs(offset) + (0.5 * cond["size"][:, 1:2] - hw)         # own half width - lane's

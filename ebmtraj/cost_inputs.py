@@ -24,6 +24,8 @@ v_hist        (N,)           mean history speed [m/s]
 lane_pts      (N,L,P,2)      centre polylines of the L nearest lanes, along travel [m]
 lane_seg      (N,L,P-1)      which polyline segments exist (bool)
 lane_hw       (N,L)          lane half widths [m]
+lane_table    (N,L*(P-1),10) per-segment lane geometry (:func:`ebmtraj.cost.lane_table`),
+                             derived from the three above once instead of at every evaluation
 nbr_pos       (N,M,T,2)      neighbours' footprint centres, constant-velocity extrapolated
 nbr_vel       (N,M,T,2)      their velocities [m/s]
 nbr_size      (N,M,2)        their length, width [m]
@@ -50,7 +52,7 @@ from ebmcore.errors import DataError
 
 CTX_NAMES = ("speed", "accel", "steer_x10", "lane_offset", "lane_heading", "half_width",
              "lane_left", "lane_right", "lead_gap", "lead_dv", "has_lead", "v_hist", "dv_hist")
-COND_TENSORS = ("x0", "hist", "ctx", "v_hist", "lane_pts", "lane_seg", "lane_hw", "nbr_pos",
+COND_TENSORS = ("x0", "hist", "ctx", "v_hist", "lane_pts", "lane_seg", "lane_hw", "lane_table", "nbr_pos",
                 "nbr_vel", "nbr_size", "nbr_valid", "nbr_heading", "size", "ref")
 
 
@@ -307,6 +309,9 @@ def assemble_rows(hist_raw: np.ndarray, est: dict, size: np.ndarray, ref: np.nda
     out = {k: torch.as_tensor(v, dtype=torch.bool if v.dtype == bool else torch.float32)
            for k, v in out.items()}
     out["origin"] = torch.as_tensor(origin, dtype=torch.float64)
+    from .cost import lane_table
+
+    out["lane_table"] = lane_table(out["lane_pts"], out["lane_seg"], out["lane_hw"])
     out["ctx"] = context(out, cfg)
     return out
 
@@ -402,7 +407,8 @@ def context(inp: dict, cfg: InputConfig) -> torch.Tensor:
     x0 = inp["x0"]
     N = x0.shape[0]
     zero = x0.new_zeros(N, 1, 2)
-    offset, lane_psi, hw, has_lane = lane_frame(zero, inp["lane_pts"], inp["lane_seg"], inp["lane_hw"])
+    offset, lane_psi, hw, has_lane = lane_frame(zero, inp["lane_pts"], inp["lane_seg"], inp["lane_hw"],
+                                                inp.get("lane_table"))
     on = has_lane.float()
     # lateral position of each lane's centre near the agent (agent frame y at the nearest sample)
     pts, ok = inp["lane_pts"], inp["lane_seg"].any(-1)

@@ -45,7 +45,7 @@ def plain_features(states, u, cond, dt):
     """:func:`ebmtraj.cost.trajectory_features` written one feature at a time, (B,T,11)."""
     v, psi, acc, steer = states[..., 2], states[..., 3], states[..., 4], states[..., 5]
     p = states[..., :2] - cond["ref"][:, None, None] * torch.stack([torch.cos(psi), torch.sin(psi)], -1)
-    offset, lane_psi, hw, has_lane = C.lane_frame(p, cond["lane_pts"], cond["lane_seg"], cond["lane_hw"])
+    offset, lane_psi, hw, has_lane = C.lane_frame(p, cond["lane_pts"], cond["lane_seg"], cond["lane_hw"])  # no table
     lane_on = has_lane.to(p.dtype)[:, None]
     lane_offset = lane_on * C.robust_square(offset / hw.clamp_min(0.5), 1.0)
     beyond = C.smooth_abs(offset) + 0.5 * cond["size"][:, 1:2] - hw
@@ -67,6 +67,7 @@ def rows():
     cond = {k: (inp[k][:48].double() if inp[k].is_floating_point() else inp[k][:48]).clone() for k in COND_TENSORS}
     for key in ("nbr_valid", "nbr_pos", "nbr_vel", "nbr_size"):
         cond[key][::3, -1] = 0.0
+    cond["lane_table"] = C.lane_table(cond["lane_pts"], cond["lane_seg"], cond["lane_hw"])   # in float64
     return cond
 
 
@@ -87,6 +88,14 @@ def test_fused_features_match_the_plain_ones(rows):
     (gf,) = torch.autograd.grad((fused * w).sum(), u, retain_graph=True)
     (gp,) = torch.autograd.grad((plain * w).sum(), u)
     assert (gf - gp).abs().max() < 1e-9 * (1 + gp.abs().max())
+    # the inputs' lane table is the one lane_frame builds itself, and gives its frame
+    inp = real_scenes()["all"]
+    assert torch.equal(inp["lane_table"], C.lane_table(inp["lane_pts"], inp["lane_seg"], inp["lane_hw"]))
+    assert torch.isfinite(inp["lane_table"]).all() and inp["lane_table"].shape[-1] == len(C.LANE_TABLE)
+    p = states[:, :, :2].detach()
+    args = (cond["lane_pts"], cond["lane_seg"], cond["lane_hw"])
+    for a, b in zip(C.lane_frame(p, *args, cond["lane_table"]), C.lane_frame(p, *args)):
+        assert torch.equal(a, b)
     # the public per-term function is the fused one unbound
     head = states[..., 3]
     p = states[..., :2].detach()
