@@ -265,7 +265,9 @@ def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = F
     ``cfg.joint_steps`` Adam steps on the joint energy, and (mode 'adam') only scenes where the
     independent plans bring two vehicles into contact (:func:`scene_contact`) take the joint
     result, in rounds until they are apart (:func:`repair_contacts`): a repair of the
-    independent plans that leaves the others as they are."""
+    independent plans that leaves the others as they are. Joint sampling (mode 'sample') runs
+    at most one round (:data:`REPAIR_ROUND_STEPS`) of those joint steps on every scene before
+    its chains."""
     model.eval()
     if joint and "nbr_row" not in cond:
         cond = dict(cond, **pair_index(cond["scene"], cond["agent"], cond["nbr_agent"], cond["origin"]))
@@ -309,8 +311,9 @@ def predict_rows(model: IOCEnergy, c: dict, cfg: PredictConfig, *, joint: bool =
     alone = search_rows(model, c, solo, make_energy=indep, generator=generator, deadline=deadline,
                         seconds_per_row=search_kw.get("seconds_per_row", 0.0))
     ccfg = replace(cfg, opt_steps=cfg.opt_steps if cfg.joint_steps is None else cfg.joint_steps)
-    if cfg.mode != "adam":
-        return search_rows(model, c, ccfg, make_energy=make, groups=groups, generator=generator,
+    if cfg.mode != "adam":          # joint sampling: one repair round of joint Adam steps first
+        scfg = replace(ccfg, opt_steps=min(ccfg.opt_steps, REPAIR_ROUND_STEPS))
+        return search_rows(model, c, scfg, make_energy=make, groups=groups, generator=generator,
                            deadline=deadline, start=alone["z"][:, 0], **search_kw)
     joint_energy = lambda cc, weight, gap_margin: RowEnergy(
         model, cc, joint_weight=weight, fixed_weight=fixed_weight, margin=gap_margin, compile=compile,
