@@ -3,7 +3,8 @@ CommonRoad NGSIM scenes, each against a naive per-agent Python loop in the same 
 
 * one agent: ``Planner.plan`` -- the minimum-cost search (the checkpoint's chain start, then
   Adam) at each step count, inputs built from live states, z-independent parts (nominal,
-  history encoding, the reference start's Jacobians) computed once -- against the naive route:
+  history encoding, the reference start's Jacobians, the lanes' segment table) computed once --
+  against the naive route:
   the training code's own prediction (``ebmtraj.ioc.predict``, mode 'adam') on the same
   inputs, which re-encodes the history at every step and recomputes the start's Jacobians;
 * ten agents: ``Planner.predict`` (one batched joint search over all agents' controls) against
@@ -104,17 +105,27 @@ def accuracy(planner: Planner, steps_list, split: str = "test") -> dict:
 
 
 def latency_payload(report: dict) -> dict:
-    """The recorded latency figures [ms, wall] at the checkpoint's own Adam step count: one agent
-    (median, p95), ten agents jointly (median), with the test RMSE at 4 s of that setting."""
+    """The recorded latency figures [ms] at the checkpoint's own Adam step count: one agent
+    (wall median, p95; CPU median, p95), ten agents jointly (wall and CPU median), with the test
+    RMSE at 4 s of that setting; the same per measured step count under ``by_steps``; the load
+    average at the start and end of the run."""
     n = report["search"]["opt_steps"]
-    one, ten = report["one_agent"][n]["planner"], report["ten_agents"][n]["joint_batched"]
     acc = report.get("accuracy_test_split", {})
-    return {"one_agent_median": one["wall_median_ms"], "one_agent_p95": one["wall_p95_ms"],
-            "ten_agents_median": ten["wall_median_ms"], "one_agent_cpu_median": one["cpu_median_ms"],
+
+    def row(k):
+        one, ten = report["one_agent"][k]["planner"], report["ten_agents"][k]["joint_batched"]
+        return {"one_agent_median": one["wall_median_ms"], "one_agent_p95": one["wall_p95_ms"],
+                "one_agent_cpu_median": one["cpu_median_ms"], "one_agent_cpu_p95": one["cpu_p95_ms"],
+                "ten_agents_median": ten["wall_median_ms"], "ten_agents_cpu_median": ten["cpu_median_ms"],
+                "rmse4": acc[k]["rmse"][3] if k in acc else None}
+
+    top = row(n)
+    return {**{k: v for k, v in top.items() if k != "rmse4"}, "rmse4_at_setting": top["rmse4"],
             "opt_steps": n, "init": report["search"]["init"], "threads": report["threads"],
-            "rmse4_at_setting": acc[n]["rmse"][3] if n in acc else None,
             "rmse4_constant_velocity": acc["constant_velocity"]["rmse"][3] if acc else None,
-            "checkpoint": report["checkpoint"], "load_average": report["load_average_start"]}
+            "by_steps": {str(k): row(k) for k in sorted(report["one_agent"])},
+            "checkpoint": report["checkpoint"], "load_average": report["load_average_start"],
+            "load_average_end": report.get("load_average_end")}
 
 
 def main(argv=None) -> dict:
