@@ -182,17 +182,22 @@ class Polylines:
         fx, fy = rx - t * dx, ry - t * dy
         return fx * fx + fy * fy, t
 
-    def project(self, xy: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
-        """Distances [m] (n, lines) from points xy (n, 2) to each line, and the arc lengths [m]
-        (n, lines) along each line of the nearest points (the first nearest segment on ties)."""
+    def project(self, xy: np.ndarray, chunk: int = 1 << 20, arcs: bool = True):
+        """Distances [m] (n, lines) from points xy (n, 2) to each line, and (``arcs``) the arc
+        lengths [m] (n, lines) along each line of the nearest points (the first nearest segment
+        on ties; else None)."""
         xy = np.asarray(xy, dtype=float).reshape(-1, 2)
-        dist, arc = np.zeros((len(xy), len(self))), np.zeros((len(xy), len(self)))
+        dist = np.zeros((len(xy), len(self)))
+        arc = np.zeros((len(xy), len(self))) if arcs else None
         if len(self) == 0 or len(xy) == 0:
             return dist, arc
         step = max(1, chunk // max(len(self.a), 1))
         ends = np.append(self.starts[1:], len(self.a))
         for lo in range(0, len(xy), step):
             d2, t = self._nearest(xy[lo:lo + step], slice(None))
+            if not arcs:
+                dist[lo:lo + step] = np.sqrt(np.minimum.reduceat(d2, self.starts, axis=1))
+                continue
             rows = np.arange(len(d2))
             for j, (s, e) in enumerate(zip(self.starts, ends)):
                 k = d2[:, s:e].argmin(1)
@@ -202,7 +207,7 @@ class Polylines:
 
     def distances(self, xy: np.ndarray) -> np.ndarray:
         """(n, lines) distances [m] from points xy (n, 2) to each line."""
-        return self.project(xy)[0]
+        return self.project(xy, arcs=False)[0]
 
     def interpolate(self, j: int, s: np.ndarray) -> np.ndarray:
         """Points (..., 2) at arc lengths s (...) [m] along line j, clipped to the line."""
