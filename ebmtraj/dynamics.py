@@ -67,7 +67,9 @@ def softclip(z: torch.Tensor, lo, hi, margin) -> torch.Tensor:
 def _saturate(z: torch.Tensor, inner_lo, inner_hi, margin) -> torch.Tensor:
     """:func:`softclip` from its identity range [inner_lo, inner_hi] and margin."""
     c = z.clamp(inner_lo, inner_hi)
-    return c + margin * torch.tanh((z - c) / margin)
+    if torch.is_tensor(margin):
+        return torch.addcmul(c, margin, torch.tanh((z - c) / margin))
+    return torch.add(c, torch.tanh((z - c) / margin), alpha=margin)
 
 
 def softclip_inverse(y: torch.Tensor, lo, hi, margin, eps: float = 1e-3) -> torch.Tensor:
@@ -201,8 +203,8 @@ class KinematicBicycle:
         # speed at grid 1..T and mid-steps 1..T, then with step 0: the extended axis (..., E)
         v_lat = lat0[..., 0:1] + grid[..., 0] @ speed_m
         v = torch.cat([x0[..., V:V + 1], softclip(v_lat, 0.0, p.speed_max, p.speed_margin)], dim=-1)
-        w = v * torch.tan(grid[..., 1] @ steer_m) / p.wheelbase                        # yaw rate
-        th = x0[..., THETA:THETA + 1] + w @ simpson                                   # (..., E)
+        # heading: the yaw rate v tan(delta) / wheelbase integrated (1 / wheelbase folded in)
+        th = x0[..., THETA:THETA + 1] + (v * torch.tan(grid[..., 1] @ steer_m)) @ (simpson / p.wheelbase)
         vel = v.unsqueeze(-2) * torch.stack([torch.cos(th), torch.sin(th)], -2)      # (..., 2, E)
         xy = x0[..., None, X:Y + 1] + (vel @ simpson[:, 1:T + 1]).transpose(-1, -2)   # (..., T, 2)
         return torch.cat([xy, torch.stack([v, th], -1)[..., 1:T + 1, :], ad], -1)
