@@ -169,6 +169,9 @@ class Polylines:
         self.seg_len = np.sqrt(self.len2)
         self.cum = [np.concatenate([[0.0], np.cumsum(self.seg_len[s:s + k])]) for s, k in zip(self.starts, n)]
         self.lengths = np.array([c[-1] for c in self.cum])
+        self.line_of = np.repeat(np.arange(len(n)), n)                           # (S,) line per segment
+        self.box_lo = np.minimum(self.a, self.a + self.d)                          # (S,2) segment boxes
+        self.box_hi = np.maximum(self.a, self.a + self.d)
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -208,6 +211,20 @@ class Polylines:
     def distances(self, xy: np.ndarray) -> np.ndarray:
         """(n, lines) distances [m] from points xy (n, 2) to each line."""
         return self.project(xy, arcs=False)[0]
+
+    def within(self, xy: np.ndarray, reach: np.ndarray) -> np.ndarray:
+        """(n,) whether each point of xy (n, 2) lies within ``reach[j]`` m (reach (lines,)) of
+        some line j, i.e. ``(distances(xy) <= reach).any(1)``, looking only at the segments
+        whose bounding boxes, grown by their line's reach, overlap the points' bounding box."""
+        xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+        if len(self) == 0 or len(xy) == 0:
+            return np.zeros(len(xy), bool)
+        r = np.asarray(reach, dtype=float)[self.line_of][:, None]                 # (S,1)
+        near = np.flatnonzero(((self.box_lo - r <= xy.max(0)) & (self.box_hi + r >= xy.min(0))).all(1))
+        if near.size == 0:
+            return np.zeros(len(xy), bool)
+        d2, _ = self._nearest(xy, near)
+        return (d2 <= r[near, 0] ** 2).any(1)
 
     def interpolate(self, j: int, s: np.ndarray) -> np.ndarray:
         """Points (..., 2) at arc lengths s (...) [m] along line j, clipped to the line."""

@@ -381,7 +381,7 @@ class Planner:
         along the heading) leave every lane at some step."""
         ref = traj.start.ref
         centre = traj.positions - ref * np.stack([np.cos(traj.headings), np.sin(traj.headings)], 1)
-        return bool((lanes.edge_excess(centre) > 0.0).any())
+        return not bool(lanes.on_lanes(centre).all())
 
     def _road_keeping(self, traj: Trajectory, lanes: LaneSet) -> Trajectory:
         """``traj`` replaced by lane keeping from its start along the nearest lane at its own

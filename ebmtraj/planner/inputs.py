@@ -88,6 +88,11 @@ class LaneSet:
             return np.full(len(xy), np.inf)
         return (self.distances(xy) - self.widths[None] / 2).min(1)
 
+    def on_lanes(self, xy: np.ndarray) -> np.ndarray:
+        """(n_points,) whether each point (n_points, 2) lies on some lane (within its half width
+        of the centre line): ``edge_excess(xy) <= 0``, computed from the nearby segments only."""
+        return self.geometry.within(np.asarray(xy, dtype=float).reshape(-1, 2), self.widths / 2)
+
     def sample(self, p0: np.ndarray, cfg: InputConfig):
         """:func:`ebmtraj.cost_inputs.sample_lanes` of these lanes at points p0 (n, 2)."""
         return sample_lanes(self.geometry, self.widths, p0, cfg)

@@ -160,3 +160,23 @@ def test_polylines_match_shapely_on_real_lanes():
         s = rng.uniform(0.0, line.length, 50)
         got = geo.interpolate(j, s)
         assert np.abs(got - shapely.get_coordinates(shapely.line_interpolate_point(line, s))).max() < 1e-9
+
+
+def test_on_lanes_is_edge_excess_at_most_zero():
+    """The road guard's test (``LaneSet.on_lanes``, nearby segments only) against the edge
+    excess over every segment, on points on, near and far off real lanes."""
+    import numpy as np
+
+    from ebmtraj.planner.inputs import LaneSet
+
+    lanes = LaneSet.from_any(next(iter(real_scenes()["lanes"].values())))
+    rng = np.random.default_rng(1)
+    verts = np.concatenate(lanes.geometry.coords)
+    for scale in (0.5, 2.0, 4.0, 40.0):                       # around the lanes, then far off
+        xy = verts[rng.integers(0, len(verts), 400)] + rng.normal(0.0, scale, (400, 2))
+        excess = lanes.edge_excess(xy)
+        assert (excess <= 0).any() or scale == 40.0
+        assert np.array_equal(lanes.on_lanes(xy), excess <= 0)
+        path = xy[:40]                                          # a box spanning few points too
+        assert np.array_equal(lanes.on_lanes(path), lanes.edge_excess(path) <= 0)
+    assert not LaneSet.from_any(None).on_lanes(xy[:3]).any()
