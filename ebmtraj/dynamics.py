@@ -12,9 +12,10 @@ single-track model of CommonRoad uses the rear axle):
     v' = a,  with a and delta moving linearly across the step (constant jerk and
     steering rate: a changes by u_a, delta by u_delta over the step).
 
-Integration (vectorised over time with cumulative sums, no Python loop over steps): speed is
-integrated exactly (trapezoid of a linear a), heading and position by Simpson's rule with the
-mid-step values in closed form. The local error is O(dt^4)-small for smooth inputs; the test
+Integration (vectorised over time as products with constant matrices over the steps, see
+:func:`integration_matrices`; no Python loop over steps): speed is integrated exactly
+(trapezoid of a linear a), heading and position by Simpson's rule with the mid-step values in
+closed form. The local error is O(dt^4)-small for smooth inputs; the test
 against CommonRoad's ``vehicle_dynamics_ks`` integrated by an adaptive RK45 states the
 agreement.
 
@@ -58,9 +59,10 @@ def softclip(z: torch.Tensor, lo, hi, margin) -> torch.Tensor:
     """Identity on [lo + margin, hi - margin], tanh-saturating to (lo, hi) beyond; C1.
 
     Written as ``c + margin * tanh((z - c) / margin)`` with ``c`` = z clamped to the identity
-    range (``c = z`` inside, the nearer end outside): six element-wise ops, forward and
-    backward, for any shape. ``lo``, ``hi``, ``margin``: floats, or tensors broadcasting
-    against ``z`` (one bound per channel: several bounded quantities in one call)."""
+    range (``c = z`` inside, the nearer end outside; the last multiply-add as one op): five
+    element-wise ops, forward and backward, for any shape. ``lo``, ``hi``, ``margin``: floats,
+    or tensors broadcasting against ``z`` (one bound per channel: several bounded quantities in
+    one call)."""
     return _saturate(z, lo + margin, hi - margin, margin)
 
 
