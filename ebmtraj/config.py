@@ -61,8 +61,13 @@ class Stage2Config:
     # the model's generator (needs model.start_net), taught by the revisions (MCMC teaching)
     chains: str = check("config", choices=["config", "cooperative"])
     gen_lr: float = check(1e-3, min=0.0, max=1.0)  # the generator's Adam rate
-    # 'all' or 'features' (feature weights and the neural term's scales; references frozen)
-    params: str = check("all", choices=["all", "features"])
+    # 'all', 'features' (feature weights and the neural term's scales; references frozen) or
+    # 'weights' (the feature weights only; the neural term stays at stage 1's fit) or
+    # 'anchored' (all but the neural term's scales, which stay at stage 1's fit)
+    params: str = check("all", choices=["all", "features", "weights", "anchored"])
+    # decay of an exponential moving average of the model's state, validated and selected in
+    # place of the current model (None: no average)
+    average: float | None = check(None, min=0.0, max=0.9999)
 
 
 @dataclass

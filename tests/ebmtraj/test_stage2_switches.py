@@ -1,0 +1,144 @@
+"""Stage 2's switches added in issue 12 ("the energy's own gain"): the parameter average
+(``stage2.average``: an exponential moving average of the model's state is what validation
+measures and model selection saves) and the parameter sets ``stage2.params: weights`` /
+``anchored`` (fast, constructed rows)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from ebmcore.errors import ConfigError
+from ebmcore.learning import TrainConfig
+from ebmtraj import ioc
+from ebmtraj.config import load
+
+from .test_ioc import _encounter
+
+
+def _model():
+    torch.manual_seed(0)
+    return ioc.build_model(ioc.ModelConfig(start_net=True), 10, 40)
+
+
+def test_average_follows_the_updates_and_swaps_back():
+    model = _model()
+    avg = ioc.ParameterAverage(model, 0.5)
+    start = model.cost.theta.detach().clone()
+    with torch.no_grad():
+        model.cost.theta.add_(1.0)
+    avg.update()                                        # 0.5 * start + 0.5 * (start + 1)
+    with torch.no_grad():
+        model.cost.theta.add_(1.0)
+    avg.update()                                        # 0.5 * (start + 0.5) + 0.5 * (start + 2)
+    assert torch.allclose(avg.avg["cost.theta"], start + 1.25)
+    with avg.swapped_in():
+        assert torch.allclose(model.cost.theta, start + 1.25)
+    assert torch.allclose(model.cost.theta, start + 2.0)   # training goes on from its own state
+    with pytest.raises(ValueError):
+        ioc.ParameterAverage(model, 1.0)
+
+
+def _rows(copies=4):
+    """The constructed close encounter's two rows, repeated (8 rows)."""
+    enc = _encounter()
+    return {k: v.repeat(copies, *([1] * (v.dim() - 1))) for k, v in enc.items()}
+
+
+@pytest.mark.parametrize("average", [None, 0.5])
+def test_train_validates_and_saves_the_averaged_model(tmp_path, monkeypatch, average):
+    model = _model()
+    cond = _rows()
+    cond["nominal"] = model.nominal(cond)
+    z_obs = 0.3 * torch.randn(8, 40, 2, generator=torch.Generator().manual_seed(1))
+    data = {"x": z_obs, **cond}
+    future = model.rollout(z_obs, cond)[0][..., :2].detach()
+    seen, weights = [], []
+    real_predict = ioc.predict
+
+    def spy(m, c, p):                                   # what validation measures
+        seen.append(m.cost.theta.detach().clone())
+        return real_predict(m, c, p)
+
+    monkeypatch.setattr(ioc, "predict", spy)
+    cfg = TrainConfig(steps=4, batch_size=8, seed=0, log_every=1, ckpt_every=100, progress=False,
+                      tensorboard=False)
+    cfg.sampler.steps, cfg.sampler.step_size, cfg.sampler.noise = 2, 0.15, "none"
+    cfg.optim.lr = 0.05
+    expected = ioc.ParameterAverage(copy.deepcopy(model), 0.5)
+    chains = ioc.stage2_chains(model, "cooperative")
+    from ebmcore import learning
+
+    real_step = learning.Trainer.train_step
+
+    def step_and_mirror(self):                          # mirror every update into `expected`
+        out = real_step(self)
+        expected.model.load_state_dict(self.model.state_dict())
+        expected.update()
+        weights.append(self.model.cost.theta.detach().clone())
+        return out
+
+    monkeypatch.setattr(learning.Trainer, "train_step", step_and_mirror)
+    summary = ioc.train(model, data, cfg, tmp_path / "run", val=(cond, future), eval_every=2,
+                        pcfg=ioc.PredictConfig(init="generator", opt_steps=1), chains=chains,
+                        resume=False, average=average, full_config=load(None, ["model.start_net=true"]))
+    assert [h["step"] for h in summary["val_history"]] == [0, 2, 4]
+    assert len(seen) == 3 and len(weights) == 4
+    if average is None:
+        assert torch.allclose(seen[2], weights[3])
+    else:
+        assert torch.allclose(seen[2], expected.avg["cost.theta"], atol=1e-6)
+        assert not torch.allclose(seen[2], weights[3], atol=1e-4)
+        assert torch.allclose(model.cost.theta, weights[3])     # the model keeps its own state
+    loaded, _, extra = ioc.load_model(tmp_path / "run" / ioc.MODEL_FILE)
+    best = summary["best_step"]
+    saved = {0: seen[0], 2: seen[1], 4: seen[2]}[best]
+    assert torch.allclose(loaded.cost.theta, saved, atol=1e-6)
+
+
+def test_config_switch(tmp_path):
+    assert load(None, ["stage2.average=0.9"]).stage2.average == 0.9
+    assert load(None, []).stage2.average is None
+    with pytest.raises(ConfigError, match="stage2.average"):
+        load(None, ["stage2.average=1.5"])
+
+
+@pytest.mark.parametrize("which, net, scales", [("all", True, True), ("features", False, True),
+                                                ("weights", False, False), ("anchored", True, False)])
+def test_stage2_parameter_sets(which, net, scales):
+    model = _model()
+    ioc.stage2_parameters(model, which)
+    assert all(p.requires_grad == net for p in model.cost.neural.net.parameters())
+    assert model.cost.neural.log_sigma.requires_grad == scales
+    assert model.cost.theta.requires_grad                       # the feature weights always learn
+    assert all(p.requires_grad for p in model.start_net.parameters())
+    assert load(None, [f"stage2.params={which}"]).stage2.params == which
+    with pytest.raises(ValueError):
+        ioc.stage2_parameters(model, "scales")
+
+
+def test_fit_ioc_passes_the_switches_to_stage_2(tmp_path, monkeypatch):
+    """`ebmtraj train` (experiment.fit_ioc) hands stage2.average and stage2.params to stage 2."""
+    from ebmtraj import experiment
+
+    from .test_ioc_cli import _config
+
+    seen = {}
+    real_train, real_params = ioc.train, ioc.stage2_parameters
+
+    def spy_train(*args, **kwargs):
+        seen["average"] = kwargs.get("average")
+        return real_train(*args, **kwargs)
+
+    def spy_params(model, which):
+        seen["params"] = which
+        return real_params(model, which)
+
+    monkeypatch.setattr(ioc, "train", spy_train)
+    monkeypatch.setattr(ioc, "stage2_parameters", spy_params)
+    cfg = load(_config(tmp_path), ["stage2.average=0.8", "stage2.params=anchored", "pretrain.steps=5",
+                                   "train.steps=2"])
+    summary = experiment.fit_ioc(cfg, log=lambda *_: None)
+    assert seen == {"average": 0.8, "params": "anchored"}
+    assert [h["step"] for h in summary["val_history"]] == [0, 2]
