@@ -73,6 +73,11 @@ class PredictConfig:
     or 'sample' (``samples`` Langevin chains of ``steps`` steps from the start plus
     N(0, init_std^2)). ``interaction_weight``: the joint energy's pair penalties; ``pair_gap``,
     ``joint_start`` and ``joint_steps``: see :func:`ebmtraj.prediction.predict`.
+    ``sample_starts``: how the K sampling chains' start offsets are drawn
+    (:func:`ebmtraj.prediction.start_noise`: 'iid', 'antithetic' or 'mode').
+    ``repair_round_steps``, ``repair_growth``, ``repair_margin`` [m], ``repair_contact``: the
+    joint repair's rounds, pair-weight factor per round, footprint growth of its overlap term
+    and contact test ('box' or 'disc'; :func:`ebmtraj.prediction.repair_contacts`).
     """
 
     mode: str = "sample"
@@ -88,6 +93,11 @@ class PredictConfig:
     pair_gap: float = 2.0       # m: the joint order penalty's bumper gap
     joint_start: str = "reference"   # 'reference' (as independent search) or 'independent' (its result)
     joint_steps: int | None = None   # joint Adam steps from the independent result (None: opt_steps)
+    sample_starts: str = "mode"      # chain 0 at the start, the others antithetic pairs around it
+    repair_round_steps: int = 10
+    repair_growth: float = 2.0
+    repair_margin: float = 0.4       # m: the three covering discs reach a car's corners
+    repair_contact: str = "box"
     seed: int = 0
 
     def validate(self, prefix=""):
@@ -97,6 +107,12 @@ class PredictConfig:
             raise ConfigError(f"{prefix}init must be mincost, reference, nominal or generator, got {self.init!r}")
         if self.joint_start not in ("reference", "independent"):
             raise ConfigError(f"{prefix}joint_start must be reference or independent, got {self.joint_start!r}")
+        if self.sample_starts not in ("iid", "antithetic", "mode"):
+            raise ConfigError(f"{prefix}sample_starts must be iid, antithetic or mode, got {self.sample_starts!r}")
+        if self.repair_contact not in ("box", "disc"):
+            raise ConfigError(f"{prefix}repair_contact must be box or disc, got {self.repair_contact!r}")
+        if self.repair_round_steps < 0 or self.repair_growth < 1 or self.repair_margin < 0:
+            raise ConfigError(f"{prefix}repair_round_steps >= 0, repair_growth >= 1 and repair_margin >= 0 are required")
         if self.pair_gap < 0 or (self.joint_steps is not None and self.joint_steps < 0):
             raise ConfigError(f"{prefix}pair_gap and joint_steps must be >= 0")
         if self.samples < 1 or self.steps < 0 or self.step_size < 0 or self.opt_steps < 0:

@@ -212,7 +212,7 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
         k = cfg.samples
         energy = make_energy(repeat_rows(cond, k)) if k > 1 else energy
         start = start.repeat_interleave(k, dim=0)
-        z0 = start + cfg.init_std * start_noise(n, k, start.shape[1:], gen, start.dtype)
+        z0 = start + cfg.init_std * start_noise(n, k, start.shape[1:], gen, start.dtype, kind=cfg.sample_starts)
         z = run(energy, z0, k, steps=cfg.steps, optimiser="langevin", step_size=cfg.step_size,
                 noise=True)
     if best_e is None or len(best_e) != len(z):                      # not searched: evaluate
@@ -226,19 +226,15 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
             "seconds_per_row": spent / evals if evals else None, "search_seconds": spent}
 
 
-SAMPLE_STARTS = "mode"      # how the K chains' start offsets are drawn (start_noise's ``kind``)
-
-
 def start_noise(n: int, k: int, shape, generator: torch.Generator, dtype=torch.float32,
-                kind: str | None = None) -> torch.Tensor:
+                *, kind: str) -> torch.Tensor:
     """(n*k, *shape) offsets of the K sampling chains of n rows from their start, before the
-    factor ``init_std`` (row i's chains are rows i*k .. i*k+k-1). ``kind`` (None:
-    :data:`SAMPLE_STARTS`): 'iid' (each N(0, I)); 'antithetic' (pairs +e, -e of one N(0, I)
+    factor ``init_std`` (row i's chains are rows i*k .. i*k+k-1). ``kind``
+    (``PredictConfig.sample_starts``): 'iid' (each N(0, I)); 'antithetic' (pairs +e, -e of one N(0, I)
     draw e, the last chain alone when K is odd): every direction a chain explores, another
     explores the opposite way, so the chains spread on both sides of the start (the minimum
     cost) and their mean stays near it; 'mode' (chain 0 at the start itself, the rest
     antithetic pairs)."""
-    kind = SAMPLE_STARTS if kind is None else kind
     if kind not in ("iid", "antithetic", "mode"):
         raise ValueError(f"sample starts must be iid, antithetic or mode, got {kind!r}")
     if kind == "iid":
@@ -266,7 +262,7 @@ def predict(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, joint: bool = F
     independent plans bring two vehicles into contact (:func:`scene_contact`) take the joint
     result, in rounds until they are apart (:func:`repair_contacts`): a repair of the
     independent plans that leaves the others as they are. Joint sampling (mode 'sample') runs
-    at most one round (:data:`REPAIR_ROUND_STEPS`) of those joint steps on every scene before
+    at most one round (``cfg.repair_round_steps``) of those joint steps on every scene before
     its chains."""
     model.eval()
     if joint and "nbr_row" not in cond:
@@ -312,7 +308,7 @@ def predict_rows(model: IOCEnergy, c: dict, cfg: PredictConfig, *, joint: bool =
                         seconds_per_row=search_kw.get("seconds_per_row", 0.0))
     ccfg = replace(cfg, opt_steps=cfg.opt_steps if cfg.joint_steps is None else cfg.joint_steps)
     if cfg.mode != "adam":          # joint sampling: one repair round of joint Adam steps first
-        scfg = replace(ccfg, opt_steps=min(ccfg.opt_steps, REPAIR_ROUND_STEPS))
+        scfg = replace(ccfg, opt_steps=min(ccfg.opt_steps, cfg.repair_round_steps))
         return search_rows(model, c, scfg, make_energy=make, groups=groups, generator=generator,
                            deadline=deadline, start=alone["z"][:, 0], **search_kw)
     joint_energy = lambda cc, weight, gap_margin: RowEnergy(
@@ -322,37 +318,28 @@ def predict_rows(model: IOCEnergy, c: dict, cfg: PredictConfig, *, joint: bool =
                            deadline=deadline, **search_kw)
 
 
-REPAIR_ROUND_STEPS = 10     # joint Adam steps per repair round (then the contact test again)
-REPAIR_GROWTH = 2.0         # the pair weight's factor from one repair round to the next
-REPAIR_MARGIN = 0.4         # m: footprint growth of the repair's overlap term
-REPAIR_CONTACT = "box"      # the repair's contact test (scene_contact's ``test``)
-
-
 def repair_contacts(model: IOCEnergy, c: dict, cfg: PredictConfig, alone: dict, make_energy,
-                    groups: torch.Tensor, *, round_steps: int | None = None, growth: float | None = None,
-                    margin: float | None = None, contact: str | None = None, **search_kw) -> dict:
+                    groups: torch.Tensor, **search_kw) -> dict:
     """The joint repair (mode 'adam'): the independent minimum-cost result ``alone`` of the
     rows ``c`` (N rows, K = 1; ``make_energy(cond, weight, margin) -> RowEnergy``, the joint
     energy of some rows), with the scenes (``groups`` (N,)) where it brings two vehicles
     into contact (:func:`scene_contact`) replaced by the joint search of ``cfg`` from their
     independent controls.
 
-    The contact test is ``contact`` (:data:`REPAIR_CONTACT`; 'box': the footprint rectangles,
+    The contact test is ``cfg.repair_contact`` ('box': the footprint rectangles,
     as the collision metric tests them). The ``cfg.joint_steps`` joint Adam steps run in rounds
-    of ``round_steps`` (:data:`REPAIR_ROUND_STEPS`): after each round the contact test runs
+    of ``cfg.repair_round_steps``: after each round the contact test runs
     again, and only the scenes still in contact go on, from where the round left them, with the
-    pair weight multiplied by ``growth`` (:data:`REPAIR_GROWTH`); scenes out of contact keep
-    the round's result. ``margin`` [m] (:data:`REPAIR_MARGIN`) grows the footprints of the
+    pair weight multiplied by ``cfg.repair_growth``; scenes out of contact keep
+    the round's result. ``cfg.repair_margin`` [m] grows the footprints of the
     joint energy's pair terms: the three covering discs of a 4.5 x 1.8 m car miss its corners
     (the end disc's radius is 1.13 m, the corner 1.27 m from its centre), so a corner-to-corner
     overlap would have no overlap gradient; grown by 0.36 m or more they reach them. Live slots only
     hold rows of the same scene, so the contact scenes are searched on their own (their rows
     alone: the same per-row updates and per-scene choices as in the whole batch); without a
     contact no joint evaluation runs."""
-    round_steps = REPAIR_ROUND_STEPS if round_steps is None else int(round_steps)
-    growth = REPAIR_GROWTH if growth is None else float(growth)
-    margin = REPAIR_MARGIN if margin is None else float(margin)
-    contact = REPAIR_CONTACT if contact is None else contact
+    round_steps, growth = cfg.repair_round_steps, cfg.repair_growth
+    margin, contact = cfg.repair_margin, cfg.repair_contact
     total = cfg.opt_steps
     out = {key: alone[key].clone() for key in ("z", "states", "controls", "energy", "cost")}
     out.update(iterations=alone["iterations"], deadline_hit=alone["deadline_hit"],

@@ -2,8 +2,10 @@
 constructed scenes (fast)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
+from ebmcore.errors import ConfigError
 from ebmtraj import ioc
 from ebmtraj import prediction as P
 from ebmtraj.interaction import box_contact, disc_contact
@@ -31,7 +33,7 @@ def test_box_contact_catches_the_corner_overlaps_the_discs_miss():
     assert not bool(box_contact(*apart))
     # grown by the repair's margin, the overlap term's discs reach the corners
     c, h, s, nc, nh, ns, live = corner
-    m = P.REPAIR_MARGIN
+    m = ioc.PredictConfig().repair_margin
     assert bool(disc_contact(c, h, s + m, nc, nh, ns + m, live))
 
 
@@ -40,7 +42,7 @@ def _collides(pred, cond) -> float:
     return collision_rate(pos, head, torch.tensor([[4.5, 1.8]] * 2, dtype=torch.float64)[None])["scene"]
 
 
-def test_repair_rounds_go_on_until_the_contact_is_gone(monkeypatch):
+def test_repair_rounds_go_on_until_the_contact_is_gone():
     torch.manual_seed(0)
     model = ioc.build_model(ioc.ModelConfig(start_net=False), 10, 40)
     model.eval()
@@ -49,17 +51,12 @@ def test_repair_rounds_go_on_until_the_contact_is_gone(monkeypatch):
     pc = ioc.PredictConfig(mode="adam", samples=1, init="nominal", opt_steps=60, adam_lr=0.2,
                            interaction_weight=0.01, seed=1, joint_start="independent")
     assert _collides(ioc.predict(model, cond, pc), cond) == 1.0
-    joint = lambda steps: _collides(ioc.predict_joint(model, cond, ioc.PredictConfig(
-        **{**pc.__dict__, "joint_steps": steps})), cond)
-    monkeypatch.setattr(P, "REPAIR_ROUND_STEPS", 10)
-    monkeypatch.setattr(P, "REPAIR_GROWTH", 2.0)
+    joint = lambda steps, **kw: _collides(ioc.predict_joint(model, cond, ioc.PredictConfig(
+        **{**pc.__dict__, "joint_steps": steps, **kw})), cond)
     assert joint(10) == 1.0             # one round at this weak pair weight leaves them in contact
     assert joint(80) == 0.0             # rounds until the contact is gone, the weight x2 each round
-    monkeypatch.setattr(P, "REPAIR_GROWTH", 1.0)
-    assert joint(80) == 1.0             # without the growing weight the rounds stall
-    monkeypatch.setattr(P, "REPAIR_ROUND_STEPS", 80)
-    monkeypatch.setattr(P, "REPAIR_GROWTH", 2.0)
-    assert joint(80) == 1.0             # and so does one long round
+    assert joint(80, repair_growth=1.0) == 1.0          # without the growing weight the rounds stall
+    assert joint(80, repair_round_steps=80) == 1.0      # and so does one long round
 
 
 def test_sample_starts():
@@ -78,11 +75,16 @@ def test_sample_starts():
     cond["nominal"] = model.nominal(cond)
     pc = ioc.PredictConfig(mode="sample", samples=5, steps=0, init="mincost", init_std=2.0, opt_steps=5, seed=2)
     mincost = ioc.predict(model, cond, ioc.PredictConfig(**{**pc.__dict__, "mode": "adam", "samples": 1}))["z"]
-    old, P.SAMPLE_STARTS = P.SAMPLE_STARTS, "mode"
-    try:
-        z = ioc.predict(model, cond, pc)["z"]
-    finally:
-        P.SAMPLE_STARTS = old
+    z = ioc.predict(model, cond, ioc.PredictConfig(**{**pc.__dict__, "sample_starts": "mode"}))["z"]
     assert torch.allclose(z[:, 0], mincost[:, 0], atol=1e-6)
     assert torch.allclose(z.mean(1), mincost[:, 0], atol=1e-5)
     assert float((z[:, 1] - z[:, 0]).abs().mean()) > 0.5
+
+
+def test_repair_and_sample_settings_are_validated():
+    with pytest.raises(ConfigError, match="sample_starts"):
+        ioc.PredictConfig(sample_starts="sobol").validate()
+    with pytest.raises(ConfigError, match="repair_contact"):
+        ioc.PredictConfig(repair_contact="circle").validate()
+    with pytest.raises(ConfigError, match="repair_growth"):
+        ioc.PredictConfig(repair_growth=0.5).validate()

@@ -127,17 +127,17 @@ def test_joint_repair_searches_only_the_touching_scenes(two_scenes):
     from dataclasses import replace
 
     from ebmtraj.model import PredictConfig
-    from ebmtraj.prediction import REPAIR_CONTACT, REPAIR_MARGIN, RowEnergy, predict_rows, scene_contact, search_rows
+    from ebmtraj.prediction import RowEnergy, predict_rows, scene_contact, search_rows
 
     model, cond, groups = two_scenes
     cfg = PredictConfig(mode="adam", samples=1, init="reference", opt_steps=3, interaction_weight=10.0,
                         joint_start="independent", joint_steps=4)
     alone = search_rows(model, cond, cfg, make_energy=lambda c: RowEnergy(model, c))
-    touch = scene_contact(alone["states"][:, 0], cond, groups, test=REPAIR_CONTACT)
+    touch = scene_contact(alone["states"][:, 0], cond, groups, test=cfg.repair_contact)
     assert touch.tolist() == [False] * 4 + [True] * 4
     # the joint search of every scene from the independent controls, touching scenes kept
     every = search_rows(model, cond, replace(cfg, opt_steps=4), groups=groups, start=alone["z"][:, 0],
-                        make_energy=lambda c: RowEnergy(model, c, joint_weight=10.0, margin=REPAIR_MARGIN))
+                        make_energy=lambda c: RowEnergy(model, c, joint_weight=10.0, margin=cfg.repair_margin))
     got = predict_rows(model, cond, cfg, joint=True, groups=groups)
     for key in ("z", "states", "energy"):
         want = torch.where(touch.view(-1, *[1] * (every[key].dim() - 1)), every[key], alone[key])
