@@ -12,17 +12,32 @@ import torch
 import torch.nn.functional as F
 
 
+def heading_vectors(heading: torch.Tensor) -> torch.Tensor:
+    """Unit heading vectors (..., 2) = (cos, sin) of headings (...) [rad]."""
+    return torch.stack([heading.cos(), heading.sin()], -1)
+
+
+def disc_offsets(size: torch.Tensor, n: int = 3):
+    """Offsets (..., n) [m] along the heading from the footprint centre, and radius (...) [m],
+    of the n discs covering vehicle rectangles of size (..., 2) = length, width."""
+    length, width = size[..., 0], size[..., 1]
+    step = (length - width).clamp_min(0.0) / (n - 1)                              # (...)
+    k = torch.arange(n, dtype=size.dtype, device=size.device) - (n - 1) / 2
+    return k * step[..., None], torch.sqrt((width / 2) ** 2 + (step / 2) ** 2)
+
+
+def place_discs(centre: torch.Tensor, head: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """Disc centres (..., T, n, 2) from footprint centres (..., T, 2), unit heading vectors
+    (..., T, 2) and the discs' offsets (..., n) (:func:`disc_offsets`)."""
+    return centre[..., None, :] + offset[..., None, :, None] * head[..., None, :]
+
+
 def discs(centre: torch.Tensor, heading: torch.Tensor, size: torch.Tensor, n: int = 3):
     """Centres (..., T, n, 2) and radius (...) of n discs covering each vehicle rectangle.
 
     centre (..., T, 2), heading (..., T), size (..., 2) = length, width [m]."""
-    length, width = size[..., 0], size[..., 1]
-    step = (length - width).clamp_min(0.0) / (n - 1)                              # (...)
-    k = torch.arange(n, dtype=centre.dtype, device=centre.device) - (n - 1) / 2
-    along = (k * step[..., None])[..., None, :, None]                             # (..., 1, n, 1)
-    d = torch.stack([heading.cos(), heading.sin()], -1)[..., None, :]            # (..., T, 1, 2)
-    radius = torch.sqrt((width / 2) ** 2 + (step / 2) ** 2)
-    return centre[..., None, :] + along * d, radius
+    offset, radius = disc_offsets(size.to(centre.dtype), n)
+    return place_discs(centre, heading_vectors(heading), offset), radius
 
 
 def overlap_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live) -> torch.Tensor:
@@ -80,16 +95,83 @@ def order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order,
 def pair_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live, order,
                  gap: float = 2.0) -> torch.Tensor:
     """The pair terms of the joint energy, (N,): overlap plus same-lane order (bumper gaps
-    below ``gap`` [m] pay)."""
+    below ``gap`` [m] pay). The plain form; the search energy evaluates the same terms with
+    :func:`pair_parts` and :func:`pair_penalty_fast`."""
     return (overlap_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live)
             + order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order, gap))
 
 
-def footprint(states: torch.Tensor, ref: torch.Tensor):
+def pair_parts(size, nbr_size, live, order, *, nbr_centre=None, nbr_heading=None,
+               cond: dict | None = None) -> dict:
+    """The control-independent parts of :func:`pair_penalty` for rows of ``size`` (N, 2) and
+    neighbour slots of ``nbr_size`` (N, M, 2) [m] (any footprint growth included), ``live``
+    (N, M) bool and start ``order`` (N, M): disc offsets and summed radii, the order penalty's
+    half lengths and widths. With fixed neighbours (``nbr_centre`` (N, M, T, 2) and
+    ``nbr_heading`` (N, M, T)) also their discs; with ``cond`` holding live slots (``nbr_row``,
+    ``rel_angle``, ``rel_shift``; :func:`pair_index`) the slots' gather index and rotation
+    (:func:`live_tracks`). Computed once per energy, passed to :func:`pair_penalty_fast`."""
+    offset, ra = disc_offsets(size)
+    nbr_offset, rb = disc_offsets(nbr_size)
+    out = {"offset": offset, "nbr_offset": nbr_offset,
+           "reach": (ra[:, None] + rb)[..., None, None, None],
+           "live": live.to(size.dtype),
+           "order": order[..., None].to(size.dtype),
+           "half": 0.5 * (size[:, None, 0] + nbr_size[..., 0])[..., None],
+           "lane_reach": 0.5 * (size[:, None, 1] + nbr_size[..., 1])[..., None] + 0.3}
+    if nbr_centre is not None:
+        out["nbr_discs"] = place_discs(nbr_centre, heading_vectors(nbr_heading), nbr_offset)
+    if cond is not None and "nbr_row" in cond:
+        row = cond["nbr_row"]
+        ang = cond["rel_angle"][..., None, None]                                    # (N,M,1,1)
+        out.update(row=row.clamp_min(0), slot_live=(row >= 0)[..., None, None],
+                   rot_cos=ang.cos(), rot_sin=ang.sin(), shift=cond["rel_shift"][:, :, None])
+    return out
+
+
+def live_tracks(parts: dict, centre, head, speed, nbr_pos, nbr_vel):
+    """:func:`live_neighbours` from :func:`pair_parts` (``cond`` given): neighbour slots filled
+    with the other rows' current footprint centres, velocities and unit heading vectors, one
+    gather and one rotation. centre (N, T, 2), head (N, T, 2) unit heading vectors, speed (N, T);
+    ``nbr_pos`` / ``nbr_vel`` (N, M, T, 2) kept in the other slots. Returns (nbr_pos, nbr_vel,
+    nbr_head (N, M, T, 2) unit vectors)."""
+    x = torch.stack([centre, head, speed[..., None] * head], -2)[parts["row"]]   # (N,M,T,3,2)
+    ca, sa = parts["rot_cos"], parts["rot_sin"]                                  # (N,M,1,1)
+    xs, ys = x[..., 0], x[..., 1]
+    rot = torch.stack([ca * xs - sa * ys, sa * xs + ca * ys], -1)               # (N,M,T,3,2)
+    lm = parts["slot_live"]
+    pos = torch.where(lm, rot[..., 0, :] + parts["shift"], nbr_pos)
+    vel = torch.where(lm, rot[..., 2, :], nbr_vel)
+    return pos, vel, rot[..., 1, :]
+
+
+def pair_penalty_fast(parts: dict, centre, head, nbr_centre, nbr_head=None,
+                      gap: float = 2.0) -> torch.Tensor:
+    """:func:`pair_penalty` with the control-independent parts of :func:`pair_parts`, (N,).
+    centre (N, T, 2), head (N, T, 2) the row's unit heading vectors; nbr_centre (N, M, T, 2)
+    and nbr_head (N, M, T, 2) its neighbours' (nbr_head unused with fixed neighbours, whose
+    discs ``parts`` holds)."""
+    pa = place_discs(centre, head, parts["offset"])                                 # (N,T,n,2)
+    pb = parts.get("nbr_discs")
+    if pb is None:
+        pb = place_discs(nbr_centre, nbr_head, parts["nbr_offset"])                # (N,M,T,n,2)
+    diff = pa[:, None, :, :, None, :] - pb[:, :, :, None, :, :]                     # (N,M,T,n,n,2)
+    d = torch.sqrt((diff * diff).sum(-1) + 1e-6)
+    over = F.softplus(parts["reach"] - d, beta=8.0) ** 2
+    c, s = head[..., 0][:, None], head[..., 1][:, None]                             # (N,1,T)
+    rel = nbr_centre - centre[:, None]                                              # (N,M,T,2)
+    lon = rel[..., 0] * c + rel[..., 1] * s
+    lat = -rel[..., 0] * s + rel[..., 1] * c
+    same_lane = torch.sigmoid((parts["lane_reach"] - torch.sqrt(lat * lat + 1e-6)) / 0.3)
+    pen = same_lane * F.softplus(gap - (parts["order"] * lon - parts["half"]), beta=2.0) ** 2
+    return ((over.sum((2, 3, 4)) + pen.sum(-1)) * parts["live"]).sum(1)
+
+
+def footprint(states: torch.Tensor, ref: torch.Tensor, head: torch.Tensor | None = None):
     """Footprint centres (N, T, 2) and headings (N, T) of rolled-out states (N, T, 6) whose
-    position is the reference point ``ref`` (N,) [m] ahead of the centre."""
+    position is the reference point ``ref`` (N,) [m] ahead of the centre; ``head`` (N, T, 2):
+    the headings' unit vectors, when already computed."""
     psi = states[..., 3]
-    head = torch.stack([psi.cos(), psi.sin()], -1)
+    head = heading_vectors(psi) if head is None else head
     return states[..., :2] - ref[:, None, None] * head, psi
 
 

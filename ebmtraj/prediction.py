@@ -31,7 +31,8 @@ import torch
 from ebmcore.errors import DataError
 
 from .cost import IOCEnergy
-from .interaction import box_contact, disc_contact, footprint, live_neighbours, pair_index, pair_penalty
+from .interaction import (box_contact, disc_contact, footprint, heading_vectors, live_neighbours, live_tracks,
+                          pair_index, pair_parts, pair_penalty_fast)
 from .model import PredictConfig
 from .search import anytime_search, clip_rows, generator_start, reference_start
 
@@ -46,27 +47,42 @@ def start_order(cond: dict, dt: float = 0.1) -> torch.Tensor:
     return torch.where(lon0 >= 0, 1.0, -1.0)
 
 
-def row_forward(model: IOCEnergy, z: torch.Tensor, cond: dict, enc, joint_weight: float,
-                fixed_weight: float, margin: float, gap: float = 2.0):
-    """(cost incl. pair terms (B,), states (B,T,6), controls (B,T,2)) of z (B,T,2); ``gap`` [m]:
-    the joint order penalty's bumper gap."""
-    states, u = model.rollout(z, cond)
-    centre, psi = footprint(states, cond["ref"])
-    order = start_order(cond)
+def row_pair_parts(cond: dict, joint_weight, fixed_weight, margin) -> dict | None:
+    """The control-independent parts (:func:`ebmtraj.interaction.pair_parts`) of the pair terms
+    of :func:`row_forward` for the rows of ``cond``: footprints grown by ``margin`` (the fixed
+    neighbours' not), start order (:func:`start_order`), the fixed neighbours' discs or the live
+    slots' gather and rotation. None without pair terms."""
     if joint_weight:
-        nbr_pos, nbr_vel, nbr_head, live = live_neighbours(cond, centre, psi, states[..., 2])
+        return pair_parts(cond["size"] + margin, cond["nbr_size"] + margin, cond["nbr_row"] >= 0,
+                          start_order(cond), cond=cond)
+    if fixed_weight:
+        nbr_head = cond["nbr_heading"][..., None].expand(-1, -1, cond["nominal"].shape[1])
+        return pair_parts(cond["size"] + margin, cond["nbr_size"], cond["nbr_valid"] > 0, start_order(cond),
+                          nbr_centre=cond["nbr_pos"], nbr_heading=nbr_head)
+    return None
+
+
+def row_forward(model: IOCEnergy, z: torch.Tensor, cond: dict, enc, joint_weight: float,
+                fixed_weight: float, margin: float, gap: float = 2.0, parts: dict | None = None):
+    """(cost incl. pair terms (B,), states (B,T,6), controls (B,T,2)) of z (B,T,2); ``gap`` [m]:
+    the joint order penalty's bumper gap; ``parts``: :func:`row_pair_parts` of ``cond`` (None:
+    computed here)."""
+    states, u = model.rollout(z, cond)
+    if not (joint_weight or fixed_weight):
+        return model.cost(states, u, cond, cond["nominal"], enc=enc), states, u
+    if parts is None:
+        parts = row_pair_parts(cond, joint_weight, fixed_weight, margin)
+    head = heading_vectors(states[..., 3])
+    centre = footprint(states, cond["ref"], head)[0]
+    if joint_weight:
+        nbr_pos, nbr_vel, nbr_head = live_tracks(parts, centre, head, states[..., 2], cond["nbr_pos"],
+                                                 cond["nbr_vel"])
         c2 = dict(cond, nbr_pos=nbr_pos, nbr_vel=nbr_vel)
         cost = model.cost(states, u, c2, cond["nominal"], enc=enc)
-        pair = pair_penalty(centre, psi, cond["size"] + margin, nbr_pos, nbr_head, cond["nbr_size"] + margin,
-                            live, order, gap)
+        pair = pair_penalty_fast(parts, centre, head, nbr_pos, nbr_head, gap)
         return cost + 0.5 * joint_weight * pair, states, u
     cost = model.cost(states, u, cond, cond["nominal"], enc=enc)
-    if fixed_weight:
-        nbr_head = cond["nbr_heading"][..., None].expand(-1, -1, states.shape[1])
-        pair = pair_penalty(centre, psi, cond["size"] + margin, cond["nbr_pos"], nbr_head,
-                            cond["nbr_size"], cond["nbr_valid"] > 0, order)
-        cost = cost + fixed_weight * pair
-    return cost, states, u
+    return cost + fixed_weight * pair_penalty_fast(parts, centre, head, cond["nbr_pos"]), states, u
 
 
 _COMPILED: dict = {}
@@ -94,12 +110,13 @@ class RowEnergy:
         with torch.no_grad():
             cond["nominal"] = model.nominal(cond)
             self.enc = model.cost.neural.encode(cond) if model.cost.use_neural else None
+            self.parts = row_pair_parts(cond, *self.weights[:3])
         self.cond = cond
         self.last = None
 
     def forward(self, z: torch.Tensor):
         fn = _compiled(row_forward) if self.compile else row_forward
-        return fn(self.model, z, self.cond, self.enc, *self.weights)
+        return fn(self.model, z, self.cond, self.enc, *self.weights, self.parts)
 
     def prior(self, z: torch.Tensor) -> torch.Tensor:
         sigma = self.model.sigma_ref
