@@ -117,7 +117,9 @@ def pair_parts(size, nbr_size, live, order, *, nbr_centre=None, nbr_heading=None
            "live": live.to(size.dtype),
            "order": order[..., None].to(size.dtype),
            "half": 0.5 * (size[:, None, 0] + nbr_size[..., 0])[..., None],
-           "lane_reach": 0.5 * (size[:, None, 1] + nbr_size[..., 1])[..., None] + 0.3}
+           "lane_reach": (0.5 * (size[:, None, 1] + nbr_size[..., 1])[..., None] + 0.3) / 0.3,
+           "offset_a": offset[:, None, None, :, None, None],                         # (N,1,1,n,1,1)
+           "flip": size.new_tensor([-1.0, 1.0])}
     if nbr_centre is not None:
         out["nbr_discs"] = place_discs(nbr_centre, heading_vectors(nbr_heading), nbr_offset)
     if cond is not None and "nbr_row" in cond:
@@ -150,19 +152,18 @@ def pair_penalty_fast(parts: dict, centre, head, nbr_centre, nbr_head=None,
     centre (N, T, 2), head (N, T, 2) the row's unit heading vectors; nbr_centre (N, M, T, 2)
     and nbr_head (N, M, T, 2) its neighbours' (nbr_head unused with fixed neighbours, whose
     discs ``parts`` holds)."""
-    pa = place_discs(centre, head, parts["offset"])                                 # (N,T,n,2)
+    pa = centre[:, None, :, None, None] + parts["offset_a"] * head[:, None, :, None, None]   # (N,1,T,n,1,2)
     pb = parts.get("nbr_discs")
     if pb is None:
         pb = place_discs(nbr_centre, nbr_head, parts["nbr_offset"])                # (N,M,T,n,2)
-    diff = pa[:, None, :, :, None, :] - pb[:, :, :, None, :, :]                     # (N,M,T,n,n,2)
+    diff = pa - pb[:, :, :, None]                                                   # (N,M,T,n,n,2)
     d = torch.sqrt((diff * diff).sum(-1) + 1e-6)
     over = F.softplus(parts["reach"] - d, beta=8.0) ** 2
-    c, s = head[..., 0][:, None], head[..., 1][:, None]                             # (N,1,T)
-    rel = nbr_centre - centre[:, None]                                              # (N,M,T,2)
-    lon = rel[..., 0] * c + rel[..., 1] * s
-    lat = -rel[..., 0] * s + rel[..., 1] * c
-    same_lane = torch.sigmoid((parts["lane_reach"] - torch.sqrt(lat * lat + 1e-6)) / 0.3)
-    pen = same_lane * F.softplus(gap - (parts["order"] * lon - parts["half"]), beta=2.0) ** 2
+    rel = (nbr_centre - centre[:, None]).unsqueeze(-2)                              # (N,M,T,1,2)
+    lon, lat = (rel * torch.stack([head, head.flip(-1) * parts["flip"]], -2)[:, None]).sum(-1).unbind(-1)
+    same_lane = torch.sigmoid(torch.rsub(torch.sqrt(lat * lat + 1e-6), parts["lane_reach"], alpha=1.0 / 0.3))
+    pen = same_lane * F.softplus(torch.addcmul(parts["half"] + gap, parts["order"], lon, value=-1.0),
+                                 beta=2.0) ** 2
     return ((over.sum((2, 3, 4)) + pen.sum(-1)) * parts["live"]).sum(1)
 
 
