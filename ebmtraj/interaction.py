@@ -123,15 +123,22 @@ def pair_parts(size, nbr_size, live, order, *, nbr_centre=None, nbr_heading=None
     if nbr_centre is not None:
         out["nbr_discs"] = place_discs(nbr_centre, heading_vectors(nbr_heading), nbr_offset)
     if cond is not None and "nbr_row" in cond:
-        row = cond["nbr_row"]
-        ang = cond["rel_angle"][..., None, None]                                    # (N,M,1,1)
-        out.update(row=row.clamp_min(0), slot_live=(row >= 0)[..., None, None],
-                   rot_cos=ang.cos(), rot_sin=ang.sin(), shift=cond["rel_shift"][:, :, None])
+        out.update(slot_transform(cond))
     return out
 
 
+def slot_transform(cond: dict) -> dict:
+    """The live slots' gather index and rigid transform (:func:`pair_index` keys of ``cond``):
+    ``row`` (N, M) the row each slot holds (0 where empty), ``slot_live`` (N, M, 1, 1) bool,
+    ``rot_cos`` / ``rot_sin`` (N, M, 1, 1) and ``shift`` (N, M, 1, 2) [m], for :func:`live_tracks`."""
+    row = cond["nbr_row"]
+    ang = cond["rel_angle"][..., None, None]                                        # (N,M,1,1)
+    return {"row": row.clamp_min(0), "slot_live": (row >= 0)[..., None, None],
+            "rot_cos": ang.cos(), "rot_sin": ang.sin(), "shift": cond["rel_shift"][:, :, None]}
+
+
 def live_tracks(parts: dict, centre, head, speed, nbr_pos, nbr_vel):
-    """:func:`live_neighbours` from :func:`pair_parts` (``cond`` given): neighbour slots filled
+    """Neighbour slots (:func:`slot_transform`, in ``parts``) filled
     with the other rows' current footprint centres, velocities and unit heading vectors, one
     gather and one rotation. centre (N, T, 2), head (N, T, 2) unit heading vectors, speed (N, T);
     ``nbr_pos`` / ``nbr_vel`` (N, M, T, 2) kept in the other slots. Returns (nbr_pos, nbr_vel,
@@ -202,19 +209,7 @@ def live_neighbours(cond: dict, centre: torch.Tensor, heading: torch.Tensor, spe
     centre (N, T, 2), heading (N, T), speed (N, T) of every row in its own frame; ``cond`` holds
     ``nbr_row``, ``rel_angle``, ``rel_shift`` (:func:`pair_index`) and the extrapolated
     ``nbr_pos``/``nbr_vel``. Returns (nbr_pos (N,M,T,2), nbr_vel (N,M,T,2), nbr_heading (N,M,T),
-    live (N,M) bool) with live slots replaced, others kept."""
-    row = cond["nbr_row"]
-    live = row >= 0
-    r = row.clamp_min(0)
-    ang = cond["rel_angle"][..., None]                                  # (N,M,1)
-    ca, sa = ang.cos(), ang.sin()
-
-    def move(x):                                                       # rows' (N,T,2) -> (N,M,T,2)
-        xb = x[r]
-        return torch.stack([ca * xb[..., 0] - sa * xb[..., 1], sa * xb[..., 0] + ca * xb[..., 1]], -1)
-
-    head = torch.stack([heading.cos(), heading.sin()], -1)
-    lm = live[..., None, None]
-    pos = torch.where(lm, move(centre) + cond["rel_shift"][:, :, None], cond["nbr_pos"])
-    vel = torch.where(lm, move(speed[..., None] * head), cond["nbr_vel"])
-    return pos, vel, heading[r] + ang, live
+    live (N,M) bool) with live slots replaced, others kept (:func:`live_tracks`)."""
+    slots = slot_transform(cond)
+    pos, vel, _ = live_tracks(slots, centre, heading_vectors(heading), speed, cond["nbr_pos"], cond["nbr_vel"])
+    return pos, vel, heading[slots["row"]] + cond["rel_angle"][..., None], cond["nbr_row"] >= 0

@@ -10,7 +10,7 @@ import torch
 from ebmtraj import ioc
 from ebmtraj import prediction as P
 from ebmtraj.cost_inputs import COND_TENSORS
-from ebmtraj.interaction import footprint, live_neighbours, pair_index, pair_penalty
+from ebmtraj.interaction import footprint, pair_index, pair_penalty
 
 from .ioc_helpers import real_scenes
 
@@ -36,13 +36,30 @@ def setup():
     return model, cond
 
 
+def plain_live_neighbours(cond, centre, heading, speed):
+    """Live slots filled one quantity at a time, each rotated on its own (the reference for
+    :func:`ebmtraj.interaction.live_tracks`)."""
+    row = cond["nbr_row"]
+    r, lm = row.clamp_min(0), (row >= 0)[..., None, None]
+    ang = cond["rel_angle"][..., None]
+    ca, sa = ang.cos(), ang.sin()
+
+    def move(x):
+        xb = x[r]
+        return torch.stack([ca * xb[..., 0] - sa * xb[..., 1], sa * xb[..., 0] + ca * xb[..., 1]], -1)
+
+    vel = speed[..., None] * torch.stack([heading.cos(), heading.sin()], -1)
+    return (torch.where(lm, move(centre) + cond["rel_shift"][:, :, None], cond["nbr_pos"]),
+            torch.where(lm, move(vel), cond["nbr_vel"]), heading[r] + ang, row >= 0)
+
+
 def plain_forward(model, z, cond, joint_weight, fixed_weight, margin, gap=2.0):
     """row_forward as it was: every part recomputed from the states at each evaluation."""
     states, u = model.rollout(z, cond)
     centre, psi = footprint(states, cond["ref"])
     order = P.start_order(cond)
     if joint_weight:
-        nbr_pos, nbr_vel, nbr_head, live = live_neighbours(cond, centre, psi, states[..., 2])
+        nbr_pos, nbr_vel, nbr_head, live = plain_live_neighbours(cond, centre, psi, states[..., 2])
         cost = model.cost(states, u, dict(cond, nbr_pos=nbr_pos, nbr_vel=nbr_vel), cond["nominal"])
         pair = pair_penalty(centre, psi, cond["size"] + margin, nbr_pos, nbr_head, cond["nbr_size"] + margin,
                             live, order, gap)
@@ -97,3 +114,17 @@ def test_parts_follow_the_rows_they_were_built_for(setup):
         right = energy.forward(z)[0]
         other = P.row_forward(model, z, cond, None, 10.0, 0.0, 0.4, 2.0, wrong)[0]
     assert float((right - other).abs().max()) > 1e-3
+
+
+def test_live_neighbours_fill_the_slots_like_the_plain_computation(setup):
+    model, cond = setup
+    from ebmtraj.interaction import live_neighbours
+
+    z = torch.randn(N, 40, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    states = model.rollout(z, cond)[0]
+    centre, psi = footprint(states, cond["ref"])
+    got = live_neighbours(cond, centre, psi, states[..., 2])
+    want = plain_live_neighbours(cond, centre, psi, states[..., 2])
+    assert bool(got[3].any())
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
