@@ -40,17 +40,6 @@ def discs(centre: torch.Tensor, heading: torch.Tensor, size: torch.Tensor, n: in
     return place_discs(centre, heading_vectors(heading), offset), radius
 
 
-def overlap_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live) -> torch.Tensor:
-    """sum over steps and disc pairs of softplus(overlap)^2 against live neighbours, (N,)."""
-    pa, ra = discs(centre, heading, size)                          # (N,T,n,2), (N,)
-    pb, rb = discs(nbr_centre, nbr_heading, nbr_size)              # (N,M,T,n,2), (N,M)
-    diff = pa[:, None, :, :, None, :] - pb[:, :, :, None, :, :]     # (N,M,T,n,n,2)
-    d = torch.sqrt((diff * diff).sum(-1) + 1e-6)
-    reach = (ra[:, None] + rb)[..., None, None, None]
-    over = F.softplus(reach - d, beta=8.0) ** 2
-    return (over.sum((2, 3, 4)) * live.to(over.dtype)).sum(1)
-
-
 def disc_contact(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live) -> torch.Tensor:
     """(N,) bool: rows whose covering discs (:func:`discs`) touch a live neighbour's at some step
     (a conservative test of rectangle overlap)."""
@@ -71,39 +60,9 @@ def box_contact(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live) 
     return (boxes_overlap(a[:, None], b).any(-1) & live).any(1)
 
 
-def order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order,
-                  margin: float = 2.0) -> torch.Tensor:
-    """Same-lane gap keeping between each row's vehicle and its live neighbours, (N,).
-
-    ``order`` (N, M) = +1 where the neighbour started ahead, -1 behind. Along the row's heading,
-    the bumper gap in that order is ``order * lon - (L_a + L_b) / 2``; each step pays
-    ``softplus(margin - gap)^2`` times a soft same-lane weight. Unlike the symmetric overlap
-    penalty, its gradient always restores the initial order (the follower back, the leader on),
-    even from trajectories that pass through each other."""
-    c, s = heading.cos()[:, None], heading.sin()[:, None]                    # (N,1,T)
-    rel = nbr_centre - centre[:, None]                                        # (N,M,T,2)
-    lon = rel[..., 0] * c + rel[..., 1] * s
-    lat = -rel[..., 0] * s + rel[..., 1] * c
-    half = 0.5 * (size[:, None, 0] + nbr_size[..., 0])[..., None]
-    width = 0.5 * (size[:, None, 1] + nbr_size[..., 1])[..., None]
-    gap = order[..., None] * lon - half
-    same_lane = torch.sigmoid((width + 0.3 - torch.sqrt(lat * lat + 1e-6)) / 0.3)
-    pen = same_lane * F.softplus(margin - gap, beta=2.0) ** 2
-    return (pen.sum(-1) * live.to(pen.dtype)).sum(1)
-
-
-def pair_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live, order,
-                 gap: float = 2.0) -> torch.Tensor:
-    """The pair terms of the joint energy, (N,): overlap plus same-lane order (bumper gaps
-    below ``gap`` [m] pay). The plain form; the search energy evaluates the same terms with
-    :func:`pair_parts` and :func:`pair_penalty_fast`."""
-    return (overlap_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live)
-            + order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order, gap))
-
-
 def pair_parts(size, nbr_size, live, order, *, nbr_centre=None, nbr_heading=None,
                cond: dict | None = None) -> dict:
-    """The control-independent parts of :func:`pair_penalty` for rows of ``size`` (N, 2) and
+    """The control-independent parts of :func:`pair_penalty_fast` for rows of ``size`` (N, 2) and
     neighbour slots of ``nbr_size`` (N, M, 2) [m] (any footprint growth included), ``live``
     (N, M) bool and start ``order`` (N, M): disc offsets and summed radii, the order penalty's
     half lengths and widths. With fixed neighbours (``nbr_centre`` (N, M, T, 2) and
@@ -155,7 +114,13 @@ def live_tracks(parts: dict, centre, head, speed, nbr_pos, nbr_vel):
 
 def pair_penalty_fast(parts: dict, centre, head, nbr_centre, nbr_head=None,
                       gap: float = 2.0) -> torch.Tensor:
-    """:func:`pair_penalty` with the control-independent parts of :func:`pair_parts`, (N,).
+    """The pair terms of the joint energy, (N,), with the control-independent parts of
+    :func:`pair_parts`: overlap, sum over steps and disc pairs of softplus(reach - distance)^2;
+    plus same-lane gap keeping: along the row's heading the bumper gap in the start order
+    (``order`` +1 where the neighbour started ahead, -1 behind) is ``order * lon - (L_a + L_b) / 2``,
+    and each step pays softplus(``gap`` - bumper gap)^2 times a soft same-lane weight. Unlike the
+    symmetric overlap, its gradient always restores the initial order, even from trajectories
+    that pass through each other.
     centre (N, T, 2), head (N, T, 2) the row's unit heading vectors; nbr_centre (N, M, T, 2)
     and nbr_head (N, M, T, 2) its neighbours' (nbr_head unused with fixed neighbours, whose
     discs ``parts`` holds)."""
@@ -172,6 +137,15 @@ def pair_penalty_fast(parts: dict, centre, head, nbr_centre, nbr_head=None,
     pen = same_lane * F.softplus(torch.addcmul(parts["half"] + gap, parts["order"], lon, value=-1.0),
                                  beta=2.0) ** 2
     return ((over.sum((2, 3, 4)) + pen.sum(-1)) * parts["live"]).sum(1)
+
+
+def pair_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live, order,
+                 gap: float = 2.0) -> torch.Tensor:
+    """The pair terms of the joint energy, (N,), from scratch: :func:`pair_penalty_fast` on
+    :func:`pair_parts`. centre (N, T, 2), heading (N, T) [rad], size (N, 2); nbr_centre
+    (N, M, T, 2), nbr_heading (N, M, T), nbr_size (N, M, 2); live (N, M) bool; order (N, M)."""
+    parts = pair_parts(size, nbr_size, live, order)
+    return pair_penalty_fast(parts, centre, heading_vectors(heading), nbr_centre, heading_vectors(nbr_heading), gap)
 
 
 def footprint(states: torch.Tensor, ref: torch.Tensor, head: torch.Tensor | None = None):

@@ -1,16 +1,17 @@
 """The search energy's pair terms with their control-independent parts computed once per
 energy (:func:`ebmtraj.prediction.row_pair_parts`, :func:`ebmtraj.interaction.pair_penalty_fast`)
-equal the plain computation (footprints, live slots, :func:`ebmtraj.interaction.pair_penalty`
-at every evaluation), values and gradients, on real rows in float64."""
+equal the plain computation (footprints, live slots and pair terms written out here, every
+part at every evaluation), values and gradients, on real rows in float64."""
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ebmtraj import ioc
 from ebmtraj import prediction as P
 from ebmtraj.cost_inputs import COND_TENSORS
-from ebmtraj.interaction import footprint, pair_index, pair_penalty
+from ebmtraj.interaction import discs, footprint, pair_index
 
 from .ioc_helpers import real_scenes
 
@@ -34,6 +35,44 @@ def setup():
     cond["nominal"] = model.nominal(cond)
     assert bool((cond["nbr_row"] >= 0).any()) and bool((cond["nbr_valid"] > 0).any())
     return model, cond
+
+
+def overlap_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live) -> torch.Tensor:
+    """sum over steps and disc pairs of softplus(overlap)^2 against live neighbours, (N,)."""
+    pa, ra = discs(centre, heading, size)                          # (N,T,n,2), (N,)
+    pb, rb = discs(nbr_centre, nbr_heading, nbr_size)              # (N,M,T,n,2), (N,M)
+    diff = pa[:, None, :, :, None, :] - pb[:, :, :, None, :, :]     # (N,M,T,n,n,2)
+    d = torch.sqrt((diff * diff).sum(-1) + 1e-6)
+    reach = (ra[:, None] + rb)[..., None, None, None]
+    over = F.softplus(reach - d, beta=8.0) ** 2
+    return (over.sum((2, 3, 4)) * live.to(over.dtype)).sum(1)
+
+
+def order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order,
+                  margin: float = 2.0) -> torch.Tensor:
+    """Same-lane gap keeping between each row's vehicle and its live neighbours, (N,).
+
+    ``order`` (N, M) = +1 where the neighbour started ahead, -1 behind. Along the row's heading,
+    the bumper gap in that order is ``order * lon - (L_a + L_b) / 2``; each step pays
+    ``softplus(margin - gap)^2`` times a soft same-lane weight. Unlike the symmetric overlap
+    penalty, its gradient always restores the initial order (the follower back, the leader on),
+    even from trajectories that pass through each other."""
+    c, s = heading.cos()[:, None], heading.sin()[:, None]                    # (N,1,T)
+    rel = nbr_centre - centre[:, None]                                        # (N,M,T,2)
+    lon = rel[..., 0] * c + rel[..., 1] * s
+    lat = -rel[..., 0] * s + rel[..., 1] * c
+    half = 0.5 * (size[:, None, 0] + nbr_size[..., 0])[..., None]
+    width = 0.5 * (size[:, None, 1] + nbr_size[..., 1])[..., None]
+    gap = order[..., None] * lon - half
+    same_lane = torch.sigmoid((width + 0.3 - torch.sqrt(lat * lat + 1e-6)) / 0.3)
+    pen = same_lane * F.softplus(margin - gap, beta=2.0) ** 2
+    return (pen.sum(-1) * live.to(pen.dtype)).sum(1)
+
+
+def pair_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live, order, gap=2.0):
+    """The plain pair terms: overlap plus same-lane order, every part from the states."""
+    return (overlap_penalty(centre, heading, size, nbr_centre, nbr_heading, nbr_size, live)
+            + order_penalty(centre, heading, size, nbr_centre, nbr_size, live, order, gap))
 
 
 def plain_live_neighbours(cond, centre, heading, speed):
@@ -128,3 +167,18 @@ def test_live_neighbours_fill_the_slots_like_the_plain_computation(setup):
     assert bool(got[3].any())
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_pair_penalty_from_scratch_equals_the_plain_terms(setup):
+    from ebmtraj.interaction import pair_penalty as library_pair_penalty
+
+    model, cond = setup
+    z = torch.randn(N, 40, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    states = model.rollout(z, cond)[0]
+    centre, psi = footprint(states, cond["ref"])
+    nbr_head = cond["nbr_heading"][..., None].expand(-1, -1, states.shape[1])
+    args = (centre, psi, cond["size"] + 0.3, cond["nbr_pos"], nbr_head, cond["nbr_size"],
+            cond["nbr_valid"] > 0, P.start_order(cond))
+    want = pair_penalty(*args)
+    assert float(want.max()) > 1e-3
+    torch.testing.assert_close(library_pair_penalty(*args), want, rtol=1e-10, atol=1e-10)

@@ -305,7 +305,7 @@ def test_joint_prediction_on_real_scene(cache, planner):
 
 def test_joint_energy_overlap_penalty_shapes():
     """The pair penalty is positive for overlapping boxes, ~0 apart, for any batch size."""
-    from ebmtraj.interaction import discs as _discs, overlap_penalty
+    from ebmtraj.interaction import discs as _discs, pair_penalty
 
     B, M, T = 3, 2, 4
     centre = torch.zeros(B, T, 2)
@@ -316,7 +316,8 @@ def test_joint_energy_overlap_penalty_shapes():
     nbr = torch.zeros(B, M, T, 2)
     nbr[:, 1] += torch.tensor([50.0, 0.0])
     live = torch.tensor([[True, True], [True, False], [False, False]])
-    pen = overlap_penalty(centre, heading, size, nbr, torch.zeros(B, M, T), size[:, None].repeat(1, M, 1), live)
+    pen = pair_penalty(centre, heading, size, nbr, torch.zeros(B, M, T), size[:, None].repeat(1, M, 1), live,
+                       torch.ones(B, M))
     assert pen.shape == (B,)
     assert pen[0] > 1.0 and torch.isclose(pen[0], pen[1]) and pen[2] == 0
 
