@@ -16,6 +16,7 @@ by ``torchrun``.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from pathlib import Path
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import distributed as dist_utils
 from . import runs
+from .averaging import ParameterAverage
 from .chains import finish, make_chains
 from .config import save_config, to_dict
 from .errors import ConfigError, DivergenceError
@@ -106,7 +108,9 @@ class Trainer:
     that a resumed run sees the same data. With ``optim.accumulate`` = m > 1 (0: one pass over
     the data) one step averages the gradients of m minibatches before the optimiser steps. Every
     ``sample_every`` steps the batch's synthesised samples go to ``samples/stepNNNNNN.pt``
-    (key ``samples``); domain code adds pictures of them through a callback.
+    (key ``samples``); domain code adds pictures of them through a callback. With
+    ``average`` (a decay) the Trainer keeps an exponential moving average of the model's state,
+    updated after every step and saved in the checkpoint; :meth:`evaluated` swaps it in.
     """
 
     def __init__(self, model: nn.Module, data, cfg: TrainConfig, run_dir: str | Path, *,
@@ -126,6 +130,7 @@ class Trainer:
         self.clamp = None if clamp is None else tuple(
             b.to(self.device) if torch.is_tensor(b) else b for b in clamp)
         self.optimizer = make_optimizer(self.model.parameters(), cfg.optim)
+        self.average = ParameterAverage(self.model, cfg.average) if cfg.average is not None else None
         self.scheduler = make_scheduler(self.optimizer, cfg.optim)
         c = cfg.chains
         self.chains = chains if chains is not None else make_chains(
@@ -247,6 +252,8 @@ class Trainer:
             self.scheduler.step()
         if guard and not dist_utils.all_ok(_all_finite(self.model.parameters())):
             return self._recover("non-finite parameters after the update")
+        if self.average is not None:
+            self.average.update()
         self.last_samples = x_syn
         self.step += 1
         if self.step % self.cfg.guard.snapshot_every == 0:
@@ -279,6 +286,7 @@ class Trainer:
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
                 "chains": self.chains.state_dict(),
+                **({"average": self.average.state_dict()} if self.average is not None else {}),
                 "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
                 "config": to_dict(self.cfg)}
 
@@ -288,16 +296,25 @@ class Trainer:
         if self.scheduler is not None and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
         self.chains.load_state_dict(state["chains"])
+        if self.average is not None and state.get("average"):
+            self.average.load_state_dict(state["average"])
+        elif self.average is not None:  # a run that adds an average on resume starts it here
+            self.average = ParameterAverage(self.model, self.average.decay)
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["generator"])
         self.step, self.step_size = int(state["step"]), float(state["step_size"])
+
+    def evaluated(self):
+        """A ``with`` block in which ``self.model`` is the model to evaluate: the parameter
+        average when the run keeps one, else the current model."""
+        return self.average.swapped_in() if self.average is not None else contextlib.nullcontext(self.model)
 
     def save_checkpoint(self) -> Path | None:
         """Write ``checkpoint.pt`` atomically (rank 0 only); refuse non-finite state."""
         if self.rank != 0:
             return None
         state = self.state_dict()
-        if not _all_finite(_state_tensors({k: state[k] for k in ("model", "optimizer", "chains")})):
+        if not _all_finite(_state_tensors({k: state[k] for k in ("model", "optimizer", "chains", "average") if k in state})):
             tqdm.write(f"not writing a checkpoint at step {self.step}: the state holds NaN or inf")
             return None
         return save_tensors(state, self.run_dir / CHECKPOINT)

@@ -89,6 +89,9 @@ class TrainConfig:
     chains: ChainConfig = field(default_factory=ChainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    # decay of an exponential moving average of the model's state (ebmcore.averaging), kept in
+    # the checkpoint and used for evaluation and model selection (None: the current model)
+    average: float | None = check(None, min=0.0, max=0.9999)
 
 
 def sampler_kwargs(cfg: SamplerConfig, *, step: int = 0, step_size: float | None = None,

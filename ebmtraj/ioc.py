@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -45,7 +45,7 @@ from .search import generator_start
 
 __all__ = ["MODEL_FILE", "ModelConfig", "PredictConfig", "StartGenerator", "build_model", "cond_of",
            "control_scale", "fit_controls", "load_model", "predict", "predict_joint", "prepare_training",
-           "ParameterAverage", "pretrain_neural", "rmse_table", "save_model", "stage2_chains", "stage2_parameters", "train"]
+           "pretrain_neural", "rmse_table", "save_model", "stage2_chains", "stage2_parameters", "train"]
 
 def cond_of(inputs: dict, model: IOCEnergy | None = None) -> dict:
     """The cost's inputs from :func:`ebmtraj.cost_inputs.build_inputs`, plus the nominal
@@ -230,54 +230,19 @@ def selection_config(pcfg: PredictConfig) -> PredictConfig:
     return PredictConfig(**{**pcfg.__dict__, "mode": "adam", "samples": 1})
 
 
-class ParameterAverage:
-    """Exponential moving average of a model's floating-point state (parameters and buffers):
-    ``avg <- decay * avg + (1 - decay) * current`` after every stage-2 step (:meth:`update`).
-    Stage 2's updates are noisy (a 64-row contrast per step), so the model it ends at oscillates
-    around where it is heading; the average follows the heading. :meth:`swapped_in` puts the
-    average into the model for the duration of a ``with`` block (validation, saving) and restores
-    the current state after it, so training continues from its own, unaveraged state. The
-    average is not in the Trainer's checkpoint: a resumed run starts it again from the resumed
-    state."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"the parameter average's decay must lie in [0, 1), got {decay!r}")
-        self.model, self.decay = model, decay
-        self.avg = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
-
-    @torch.no_grad()
-    def update(self) -> None:
-        for k, v in self.model.state_dict().items():
-            if k in self.avg:
-                self.avg[k].mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
-
-    @contextlib.contextmanager
-    def swapped_in(self):
-        current = {k: v.detach().clone() for k, v in self.model.state_dict().items() if k in self.avg}
-        self.model.load_state_dict(self.avg, strict=False)
-        try:
-            yield self.model
-        finally:
-            self.model.load_state_dict(current, strict=False)
-
-
 def validation_callback(model: IOCEnergy, cond_val: dict, future_val: torch.Tensor, run_dir: Path,
-                        every: int, pcfg: PredictConfig, full_config: dict | None = None,
-                        average: ParameterAverage | None = None):
+                        every: int, pcfg: PredictConfig, full_config: dict | None = None):
     """Callback for the Trainer: at step 0 (call it once before training) and every ``every``
     steps, the RMSE of the minimum-cost prediction on the validation rows; the best model (mean
-    RMSE over 1-4 s) goes to ``run_dir/model.pt``. With ``average`` (a :class:`ParameterAverage`,
-    updated here after every step) the averaged model is the one validated and saved."""
+    RMSE over 1-4 s) goes to ``run_dir/model.pt``. The model validated and saved is the
+    Trainer's evaluated one (its parameter average when ``train.average`` is set)."""
     state = ValidationState()
     det = selection_config(pcfg)
 
     def cb(trainer, step, metrics):
-        if average is not None and trainer is not None:
-            average.update()
         if step % every and (trainer is None or step != trainer.cfg.steps):
             return
-        with (average.swapped_in() if average is not None else contextlib.nullcontext()):
+        with (trainer.evaluated() if trainer is not None else contextlib.nullcontext()):
             _validate(step, metrics)
 
     def _validate(step, metrics):
@@ -302,8 +267,8 @@ def train(model: IOCEnergy, data: dict, tcfg: TrainConfig, run_dir: str | Path, 
     """Stage 2: analysis by synthesis on ``data`` (``{"x": z_obs, **cond}``) with the engine's
     Trainer (Langevin on the controls, BPTT through the rollout). ``chains``: the Trainer's chain
     initialiser (None: ``tcfg.chains``; :func:`stage2_chains`). ``average``: the decay of an
-    exponential moving average of the model's state (:class:`ParameterAverage`, needs ``val``):
-    the averaged model is validated and selected (None: the current model).
+    exponential moving average of the model's state (the Trainer's ``train.average``, kept in its
+    checkpoint; needs ``val``): the averaged model is validated and selected (None: ``tcfg``'s).
 
     ``val = (cond_val, future_val)`` turns on model selection on validation RMSE (model.pt holds
     the best, step 0 included); without it model.pt is the last state. ``full_config`` (a
@@ -316,11 +281,12 @@ def train(model: IOCEnergy, data: dict, tcfg: TrainConfig, run_dir: str | Path, 
     pcfg = pcfg or PredictConfig()
     cfg_dict = to_dict(full_config) if full_config is not None else {}
     callbacks = []
+    if average is not None:
+        tcfg = replace(tcfg, average=average)
     trainer = Trainer(model, data, tcfg, run_dir, resume=resume, callbacks=callbacks,
                       full_config=full_config, chains=chains)
     if val is not None:
-        avg = ParameterAverage(model, average) if average is not None else None
-        cb = validation_callback(model, val[0], val[1], run_dir, eval_every, pcfg, cfg_dict, avg)
+        cb = validation_callback(model, val[0], val[1], run_dir, eval_every, pcfg, cfg_dict)
         callbacks.append(cb)
         trainer.callbacks.append(cb)
         if trainer.step == 0:

@@ -156,7 +156,8 @@ class Selector:
 
     def __call__(self, trainer, step, metrics):
         if step % self.cfg.classify.eval_every == 0 and step != trainer.cfg.steps:
-            self.evaluate(trainer.model, step)
+            with trainer.evaluated() as model:
+                self.evaluate(model, step)
 
 
 @torch.no_grad()
@@ -203,7 +204,8 @@ def run_classification(cfg, source, *, log: Callable[[str], None] | None = None)
     features = partial(extract_features, cfg)  # (model, inputs) -> (n, D)
     selector = Selector(cfg, features, data, ys, cfg.run_dir, keep_state=True, log=log)
     model, trainer, seconds = entry.train(cfg, data["train"], callbacks=[selector])
-    best = selector.finish(model, trainer.step)
+    with trainer.evaluated() as evaluated:
+        best = selector.finish(evaluated, trainer.step)
     chosen = copy.deepcopy(model)
     chosen.load_state_dict(load_tensors(cfg.run_dir / "best_model.pt")["model"])
     feats = {k: features(chosen, v) for k, v in data.items()}

@@ -31,6 +31,7 @@ from typing import Callable
 
 import torch
 
+from ebmcore.averaging import evaluated_state
 from ebmcore.chains import StatelessChains, make_chains, multigrid, upsample
 from ebmcore.errors import ConfigError, DataError
 from ebmcore.io import atomic_write, load_tensors
@@ -221,9 +222,11 @@ def level_chains(cfg: VoxelNetExperiment, coarser: list[VoxelNet], model: VoxelN
 
 def fit(trainer: Trainer) -> dict[str, float]:
     """Run ``trainer`` to its last step (resuming where it stands) and add the wall seconds to its
-    run folder's ``timing.json``; returns this call's ``{"wall": s, "cpu": s}`` (process CPU)."""
+    run folder's ``timing.json``; returns this call's ``{"wall": s, "cpu": s}`` (process CPU).
+    The model leaves as the one the run is evaluated with (its parameter average, if it keeps one)."""
     started, cpu = time.time(), time.process_time()
     trainer.fit()
+    trainer.model.load_state_dict(evaluated_state(trainer.state_dict()))
     seconds = {"wall": time.time() - started, "cpu": time.process_time() - cpu}
     add_train_seconds(trainer.run_dir, seconds["wall"])
     return seconds
@@ -259,7 +262,7 @@ def load_voxel_run(run_dir: str | Path, overrides: list[str] | None = None) -> t
         if not ckpt.is_file():
             raise ConfigError(f"{ckpt}: no checkpoint; train the run first (ebm3d train)")
         model = build_voxel_model(cfg, res)
-        model.load_state_dict(load_tensors(ckpt, map_location=cfg.train.device)["model"])
+        model.load_state_dict(evaluated_state(load_tensors(ckpt, map_location=cfg.train.device)))
         model.eval()
         models.append(model)
     return cfg, models
@@ -321,6 +324,6 @@ def load_point_run(run_dir: str | Path, overrides: list[str] | None = None,
     cfg.out_dir, cfg.name = str(run_dir.parent), run_dir.name
     set_threads(cfg)
     model = build_point_model(cfg)
-    model.load_state_dict(load_tensors(ckpt)["model"])
+    model.load_state_dict(evaluated_state(load_tensors(ckpt)))
     model.eval()
     return cfg, [model]

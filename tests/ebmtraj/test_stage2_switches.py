@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 
+from ebmcore.averaging import ParameterAverage
 from ebmcore.errors import ConfigError
 from ebmcore.learning import TrainConfig
 from ebmtraj import ioc
@@ -20,24 +21,6 @@ from .test_ioc import _encounter
 def _model():
     torch.manual_seed(0)
     return ioc.build_model(ioc.ModelConfig(start_net=True), 10, 40)
-
-
-def test_average_follows_the_updates_and_swaps_back():
-    model = _model()
-    avg = ioc.ParameterAverage(model, 0.5)
-    start = model.cost.theta.detach().clone()
-    with torch.no_grad():
-        model.cost.theta.add_(1.0)
-    avg.update()                                        # 0.5 * start + 0.5 * (start + 1)
-    with torch.no_grad():
-        model.cost.theta.add_(1.0)
-    avg.update()                                        # 0.5 * (start + 0.5) + 0.5 * (start + 2)
-    assert torch.allclose(avg.avg["cost.theta"], start + 1.25)
-    with avg.swapped_in():
-        assert torch.allclose(model.cost.theta, start + 1.25)
-    assert torch.allclose(model.cost.theta, start + 2.0)   # training goes on from its own state
-    with pytest.raises(ValueError):
-        ioc.ParameterAverage(model, 1.0)
 
 
 def _rows(copies=4):
@@ -66,7 +49,7 @@ def test_train_validates_and_saves_the_averaged_model(tmp_path, monkeypatch, ave
                       tensorboard=False)
     cfg.sampler.steps, cfg.sampler.step_size, cfg.sampler.noise = 2, 0.15, "none"
     cfg.optim.lr = 0.05
-    expected = ioc.ParameterAverage(copy.deepcopy(model), 0.5)
+    expected = ParameterAverage(copy.deepcopy(model), 0.5)
     chains = ioc.stage2_chains(model, "cooperative")
     from ebmcore import learning
 
