@@ -1,4 +1,5 @@
-"""Lanes as shapely geometry, and Frenet coordinates (station, offset) against them.
+"""Lanes as shapely geometry, and Frenet coordinates (station, offset) against them
+(through :class:`ebmtraj.geometry.Polylines`).
 
 A :class:`LaneMap` holds lanes (centre line oriented along travel, optional left / right
 boundaries, a width) and loose boundary lines, all in one frame, in metres. It comes from:
@@ -31,6 +32,7 @@ from shapely.ops import unary_union
 
 from ebmcore.errors import DataError
 
+from ..geometry import Polylines
 from .units import FT
 
 _TANGENT_STEP = 0.5  # m; half the chord used for a lane's local direction
@@ -70,6 +72,7 @@ class LaneMap:
         self.source = source
         self._drivable = None
         self._buffered = {}
+        self._geometry = None
 
     def __len__(self) -> int:
         return len(self.lanes)
@@ -92,6 +95,13 @@ class LaneMap:
         area = self._buffered[tolerance]
         return shapely.contains_xy(area, x, y) | shapely.intersects_xy(area, x, y)
 
+    @property
+    def geometry(self) -> Polylines:
+        """The lane centre lines as :class:`Polylines` (built on first use)."""
+        if self._geometry is None:
+            self._geometry = Polylines([lane.centre for lane in self.lanes])
+        return self._geometry
+
     def frenet(self, x, y) -> dict[str, np.ndarray]:
         """Frenet coordinates of points against their nearest lane centre line.
 
@@ -101,32 +111,25 @@ class LaneMap:
         """
         x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
         shape = x.shape
-        pts = shapely.points(x.ravel(), y.ravel())
-        dist = np.stack([shapely.distance(lane.centre, pts) for lane in self.lanes], axis=1)
-        idx = np.argmin(dist, axis=1)
-        n = len(pts)
-        station, heading = np.zeros(n), np.zeros(n)
-        sign = np.ones(n)
-        for j, lane in enumerate(self.lanes):
-            sel = np.flatnonzero(idx == j)
-            if sel.size == 0:
-                continue
-            s = shapely.line_locate_point(lane.centre, pts[sel])
-            total = lane.centre.length
-            a = shapely.get_coordinates(
-                shapely.line_interpolate_point(lane.centre, np.clip(s - _TANGENT_STEP, 0, total)))
-            b = shapely.get_coordinates(
-                shapely.line_interpolate_point(lane.centre, np.clip(s + _TANGENT_STEP, 0, total)))
-            tx, ty = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
-            mid = (a + b) / 2.0
-            cross = tx * (y.ravel()[sel] - mid[:, 1]) - ty * (x.ravel()[sel] - mid[:, 0])
-            station[sel], heading[sel] = s, np.arctan2(ty, tx)
-            sign[sel] = np.where(cross >= 0, 1.0, -1.0)
-        offset = sign * dist[np.arange(n), idx]
+        xy = np.stack([x.ravel(), y.ravel()], 1)
+        dist, arc = self.geometry.project(xy)
+        n = len(xy)
+        idx = np.argmin(dist, axis=1) if n else np.zeros(0, int)
+        station = arc[np.arange(n), idx]
+        a, b = np.zeros((n, 2)), np.zeros((n, 2))
+        for j in np.unique(idx):
+            sel = idx == j
+            total = self.geometry.lengths[j]
+            a[sel] = self.geometry.interpolate(j, np.clip(station[sel] - _TANGENT_STEP, 0, total))
+            b[sel] = self.geometry.interpolate(j, np.clip(station[sel] + _TANGENT_STEP, 0, total))
+        tx, ty = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
+        mid = (a + b) / 2.0
+        cross = tx * (xy[:, 1] - mid[:, 1]) - ty * (xy[:, 0] - mid[:, 0])
+        offset = np.where(cross >= 0, 1.0, -1.0) * dist[np.arange(n), idx]
         ids = np.array([lane.lane_id for lane in self.lanes])
         widths = np.array([lane.width for lane in self.lanes])
         out = {"lane_index": idx, "lane_id": ids[idx], "station": station, "offset": offset,
-               "lane_heading": heading, "half_width": widths[idx] / 2.0}
+               "lane_heading": np.arctan2(ty, tx), "half_width": widths[idx] / 2.0}
         return {k: v.reshape(shape) for k, v in out.items()}
 
     def transformed(self, rotation: np.ndarray, translation: np.ndarray,

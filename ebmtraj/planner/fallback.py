@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import numpy as np
-import shapely
 import torch
 
 from ..dynamics import BicycleParams, KinematicBicycle
@@ -33,21 +32,6 @@ def constant_velocity_many(states: list[AgentState], steps: int, dt: float = 0.1
     return model.rollout(x0, u).numpy(), u.numpy()
 
 
-def _point_on(line, s: np.ndarray) -> np.ndarray:
-    """Points (n, 2) at arc lengths s along ``line``, extrapolated straight past either end."""
-    length = line.length
-    inside = shapely.get_coordinates(shapely.line_interpolate_point(line, np.clip(s, 0, length)))
-    coords = shapely.get_coordinates(line)
-    d_end = coords[-1] - coords[-2]
-    d_start = coords[1] - coords[0]
-    d_end, d_start = d_end / np.hypot(*d_end), d_start / np.hypot(*d_start)
-    out = inside.copy()
-    after, before = s > length, s < 0
-    out[after] += (s[after] - length)[:, None] * d_end
-    out[before] += s[before][:, None] * d_start
-    return out
-
-
 def lane_keeping(state: AgentState, lanes: LaneSet, steps: int, dt: float = 0.1,
                  wheelbase: float = 2.7, tau: float = 1.0, speeds: np.ndarray | None = None):
     """-> (states (T, 6), controls (T, 2)) following the nearest lane; None without lanes.
@@ -55,20 +39,24 @@ def lane_keeping(state: AgentState, lanes: LaneSet, steps: int, dt: float = 0.1,
     if len(lanes) == 0:
         return None
     p = np.array([[state.x, state.y]])
-    j = int(np.argmin(lanes.distances(p)[0]))
-    line = lanes.lines[j]
-    pt = shapely.points(state.x, state.y)
-    s0 = float(shapely.line_locate_point(line, pt))
-    c0 = _point_on(line, np.array([s0]))[0]
-    t0 = _point_on(line, np.array([s0 + 0.5]))[0] - _point_on(line, np.array([s0 - 0.5]))[0]
+    geo = lanes.geometry
+    dist, arc = geo.project(p)
+    j = int(np.argmin(dist[0]))
+    s0 = float(arc[0, j])
+
+    def point_on(s):                                 # straight on past either end of the line
+        return geo.interpolate(j, s, extend=True)
+
+    c0 = point_on(np.array([s0]))[0]
+    t0 = point_on(np.array([s0 + 0.5]))[0] - point_on(np.array([s0 - 0.5]))[0]
     t0 /= np.hypot(*t0)
     r = p[0] - c0
     d0 = float(t0[0] * r[1] - t0[1] * r[0])          # signed offset, + left of travel
     t = np.arange(0, steps + 1) * dt
     v = np.full(steps, state.speed) if speeds is None else np.asarray(speeds, dtype=float)[:steps]
     s = s0 + (state.speed * t if speeds is None else np.concatenate([[0.0], np.cumsum(dt * v)]))
-    centre = _point_on(line, s)
-    ahead = _point_on(line, s + 0.5) - _point_on(line, s - 0.5)
+    centre = point_on(s)
+    ahead = point_on(s + 0.5) - point_on(s - 0.5)
     ahead /= np.linalg.norm(ahead, axis=1, keepdims=True)
     normal = np.stack([-ahead[:, 1], ahead[:, 0]], 1)
     xy = centre + (d0 * np.exp(-t / tau))[:, None] * normal

@@ -16,8 +16,9 @@ import shapely
 import torch
 from shapely.geometry import LineString
 
-from ..cost_inputs import (InputConfig, Neighbours, Polylines, assemble_rows, clip_controls,
+from ..cost_inputs import (InputConfig, Neighbours, assemble_rows, clip_controls,
                            estimate_state, sample_lanes, to_recording_frame)
+from ..geometry import Polylines
 from .types import AgentState, PlannerInputError
 
 DEFAULT_LANE_WIDTH = 3.7  # m, where a lane comes without one
@@ -74,7 +75,7 @@ class LaneSet:
 
     @functools.cached_property
     def geometry(self) -> Polylines:
-        """The centre lines as :class:`ebmtraj.cost_inputs.Polylines` (built on first use)."""
+        """The centre lines as :class:`ebmtraj.geometry.Polylines` (built on first use)."""
         return Polylines(self.lines)
 
     def distances(self, xy: np.ndarray) -> np.ndarray:

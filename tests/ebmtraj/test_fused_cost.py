@@ -134,12 +134,13 @@ def test_control_map_gives_the_differences_of_the_levels(basis):
 
 
 def test_polylines_match_shapely_on_real_lanes():
-    """:class:`ebmtraj.cost_inputs.Polylines` (the lane sampler's and the planner's lane
+    """:class:`ebmtraj.geometry.Polylines` (the lane sampler's and the planner's lane
     queries) against shapely's distance, line_locate_point and line_interpolate_point."""
     import numpy as np
     import shapely
 
-    from ebmtraj.cost_inputs import Polylines, lane_lists
+    from ebmtraj.cost_inputs import lane_lists
+    from ebmtraj.geometry import Polylines
 
     lane_map = next(iter(real_scenes()["lanes"].values()))
     lines, _ = lane_lists(lane_map)

@@ -93,6 +93,34 @@ def test_commonroad_lanelets_as_lanes():
     assert isinstance(d["centres"][0], torch.Tensor) and d["centres"][0].dtype == torch.float64
 
 
+def test_frenet_matches_shapely_projection_on_real_lanelets():
+    """Frenet coordinates come from :class:`Polylines`; station and offset equal shapely's
+    ``line_locate_point`` / ``distance`` against the nearest centre line, on real CommonRoad
+    lanes, to float rounding."""
+    import shapely
+
+    from ebmtraj.data.commonroad import read_commonroad
+
+    t, lanes = read_commonroad(need("commonroad-ngsim-us101") / "USA_US101-10_1_T-1.xml")
+    x, y = t["x"].to_numpy()[::5], t["y"].to_numpy()[::5]
+    f = lanes.frenet(x, y)
+    pts = shapely.points(x, y)
+    dist = np.stack([shapely.distance(lane.centre, pts) for lane in lanes.lanes], 1)
+    assert (f["lane_index"] == dist.argmin(1)).all()
+    np.testing.assert_allclose(np.abs(f["offset"]), dist.min(1), atol=1e-9)
+    station = [shapely.line_locate_point(lanes.lanes[j].centre, p) for j, p in zip(f["lane_index"], pts)]
+    np.testing.assert_allclose(f["station"], station, atol=1e-6)
+
+
+def test_polylines_extend_straight_past_the_ends():
+    from ebmtraj.geometry import Polylines
+
+    geo = Polylines([LineString([(0, 0), (10, 0), (10, 10)])])
+    np.testing.assert_allclose(geo.interpolate(0, np.array([-2.0, 5.0, 25.0]), extend=True),
+                               [[-2, 0], [5, 0], [10, 15]])
+    np.testing.assert_allclose(geo.interpolate(0, np.array([-2.0, 25.0])), [[0, 0], [10, 10]])  # clipped
+
+
 def test_malformed_lane_file(tmp_path):
     bad = tmp_path / "centerlines.txt"
     bad.write_text("CENTERLINES\n1\nCENTERLINE\nc1\n5\n1 2\n3 4\n")
