@@ -189,3 +189,22 @@ def test_point_runs_are_deterministic_and_resume_exactly(tmp_path):
     rows = lambda run: (tmp_path / run / "metrics.csv").read_text().splitlines()[1:]  # noqa: E731
     assert len(rows("a")) == 6 and rows("a") == rows("b") == rows("c")
     assert load_tensors(tmp_path / "c" / "checkpoint.pt")["step"] == 6
+
+
+def test_a_run_with_a_parameter_average_is_evaluated_with_it(tmp_path):
+    """``train.average``: the trained model handed on after training and the model loaded from
+    the run folder are the checkpoint's average, not its current weights."""
+    from ebm3d.tasks.training import load_point_run, train_point_model
+
+    data = 0.3 * torch.randn(10, 48, 3, generator=torch.Generator().manual_seed(0))
+    cfg = load_experiment(CONFIGS / "pointnet_chair_cpu.yaml", [
+        f"out_dir={tmp_path}", "name=avg", "energy.widths=[8,8,16]", "energy.mlp=[8]", "data.n_points=48",
+        "data.train_points=32", "train.batch_size=4", "train.sampler.steps=4", "train.steps=4",
+        "train.progress=false", "train.tensorboard=false", "threads=1", "train.average=0.5"])
+    model, trainer, _ = train_point_model(cfg, data)
+    saved = load_tensors(tmp_path / "avg" / "checkpoint.pt")
+    _, (loaded,) = load_point_run(tmp_path / "avg")
+    for k, v in saved["average"].items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+        assert torch.equal(model.state_dict()[k], v), k
+    assert any(not torch.equal(saved["model"][k], v) for k, v in saved["average"].items())
