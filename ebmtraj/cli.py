@@ -95,7 +95,7 @@ def _prepare(cfg, args) -> int:
     from .data.prepare import prepare
 
     out = prepare(cfg.data.dataset, out=cfg.data.root(), seed=cfg.seed,
-                  limit=args.limit or cfg.data.prepare_limit)
+                  limit=args.limit or cfg.data.prepare_limit, scene_config=cfg.data.scene_config())
     print(f"cached in {out} (summary: {out / 'manifest.json'})")
     return 0
 

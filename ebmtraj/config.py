@@ -22,6 +22,8 @@ from .cost_inputs import InputConfig
 from .model import ModelConfig, PredictConfig
 
 DATASETS = ("us101-vehicles", "commonroad", "synthetic", "i80-first-minute", "raw")
+DEFAULT_HISTORY = 10     # frames (1 s at 10 Hz)
+MAX_HISTORY = 100        # frames (10 s)
 
 
 @dataclass
@@ -37,9 +39,24 @@ class DataConfig:
     # per-vehicle US-101 only: virtual leaders from the CSVs' recorded Space_Headway (the
     # readers drop it), because most leaders are not among the 370 recorded vehicles
     headway_leads: bool = False
+    # history frames per window at 10 Hz (10: 1 s; 30: 3 s, the CS-LSTM protocol's); the future
+    # stays 40 frames (4 s at 10 Hz: the model steps at 0.1 s and the tables report 1-4 s)
+    history: int = check(DEFAULT_HISTORY, min=3, max=MAX_HISTORY)
 
     def root(self) -> Path:
-        return Path(self.cache) if self.cache else cache_root() / "ebmtraj" / self.dataset
+        """The scene cache: ``data.cache``, else cache_root()/ebmtraj/<dataset>, with
+        ``-history<N>`` appended for a history other than the default 10 frames (so a longer
+        history never overwrites the 1 s data)."""
+        if self.cache:
+            return Path(self.cache)
+        suffix = "" if self.history == DEFAULT_HISTORY else f"-history{self.history}"
+        return cache_root() / "ebmtraj" / f"{self.dataset}{suffix}"
+
+    def scene_config(self):
+        """The windowing of ``ebmtraj prepare`` (:class:`ebmtraj.data.scenes.SceneConfig`)."""
+        from .data.scenes import SceneConfig
+
+        return SceneConfig(history=self.history)
 
 
 @dataclass
@@ -116,6 +133,9 @@ class IOCConfig:
             raise ConfigError(f"{prefix}stage2.chains: cooperative needs model.start_net: true")
         if abs(self.model.dt - 0.1) > 1e-9:
             raise ConfigError(f"{prefix}model.dt must be 0.1 s (the scenes' rate), got {self.model.dt}")
+        if self.data.history < self.inputs.fit_frames:
+            raise ConfigError(f"{prefix}data.history ({self.data.history} frames) is shorter than "
+                              f"inputs.fit_frames ({self.inputs.fit_frames}), the state fit's frames")
 
     def run_dir(self) -> Path:
         return Path(self.runs) / self.name

@@ -37,11 +37,17 @@ from .metrics import ade_fde, collision_rate, min_ade_fde, offroad_rate, rmse_at
 # ----------------------------------------------------------------------------- data
 
 def load_split(cfg: IOCConfig, split: str):
-    """(scene tensors, lane maps by recording) of one split of the configured cache."""
-    from .data.scenes import SceneDataset
+    """(scene tensors, lane maps by recording) of one split of the configured cache, with
+    ``cfg.data.history`` history frames: a cache prepared with more keeps its last ones
+    (:func:`ebmtraj.data.scenes.trim_history`); one prepared with fewer is a DataError."""
+    from .data.scenes import SceneDataset, trim_history
 
     ds = SceneDataset(cfg.data.root(), split)
-    return ds.tensors, ds.lanes
+    have, want = int(ds.tensors["history"]), cfg.data.history
+    if have < want:
+        raise DataError(f"{cfg.data.root()}: scenes prepared with {have} history frames, the config asks "
+                        f"for data.history={want}; prepare them (`ebmtraj prepare <config>`)")
+    return trim_history(ds.tensors, want), ds.lanes
 
 
 def headways_for(cfg: IOCConfig, scenes: dict):
@@ -180,6 +186,9 @@ def predictions(cfg: IOCConfig, scenes: dict, lanes: dict, methods, log=print) -
         model = ioc.load_model(path)[0] if path.is_file() else None
         if model is None and any(m.startswith("ebm") for m in methods):
             raise DataError(f"{path}: no trained EBM-IOC model (run `ebmtraj train` first)")
+        if model is not None and model_history(model) != rows["hist"].shape[1]:
+            raise DataError(f"{path}: the model reads {model_history(model)} history frames, the scenes "
+                            f"have {rows['hist'].shape[1]} (data.history); train it on this config")
         nominal_model = model or ioc.build_model(cfg.model, rows["hist"].shape[1], rows["future"].shape[1])
         rows["nominal"] = ioc.cond_of(rows, nominal_model)["nominal"]
     cond = ioc.cond_of(rows)
@@ -198,7 +207,7 @@ def predictions(cfg: IOCConfig, scenes: dict, lanes: dict, methods, log=print) -
             pos = rows["nominal"][:, None]
             out[name] = _layout(rows, scenes, pos, torch.zeros(pos.shape[:3]))
         elif name == "lstm":
-            lstm = load_lstm(cfg.run_dir() / LSTM_FILE)
+            lstm = load_lstm(cfg.run_dir() / LSTM_FILE, history=rows["hist"].shape[1])
             pos = predict_lstm(lstm, rows)
             out[name] = _layout(rows, scenes, pos[:, None],
                                 _heading_from_positions(pos, torch.zeros_like(pos[:, 0]))[:, None])
@@ -214,6 +223,13 @@ def predictions(cfg: IOCConfig, scenes: dict, lanes: dict, methods, log=print) -
         out[name]["time_s"] = time.time() - t0
         log(f"predicted {name} in {out[name]['time_s']:.1f} s")
     return out
+
+
+def model_history(model) -> int:
+    """History frames an EBM-IOC model reads (its neural term's input is 2 H + context)."""
+    from .cost_inputs import CTX_NAMES
+
+    return int(model.cost.neural.net[0].in_features - len(CTX_NAMES)) // 2
 
 
 def _layout(rows, scenes, pos, head):

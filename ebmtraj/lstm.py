@@ -27,6 +27,7 @@ class LSTMPredictor(nn.Module):
     def __init__(self, ctx_dim: int = 13, hidden: int = 64, steps: int = 40):
         super().__init__()
         self.steps, self.hidden = steps, hidden
+        self.history = 10          # history frames of the training rows (set by train_lstm; saved)
         self.encoder = nn.LSTM(4, hidden, batch_first=True)
         self.join = nn.Sequential(nn.Linear(hidden + ctx_dim, hidden), nn.Tanh())
         self.decoder = nn.LSTM(hidden, hidden, batch_first=True)
@@ -54,6 +55,7 @@ def train_lstm(train: dict, val: dict, run_dir: str | Path, *, hidden: int = 64,
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = LSTMPredictor(train["ctx"].shape[1], hidden, train["future"].shape[1])
+    model.history = int(train["hist"].shape[1])
     step_in = torch.diff(train["hist"], dim=1)
     scale = torch.cat([train["hist"].flatten(0, 1).std(0), step_in.flatten(0, 1).std(0),
                        train["ctx"].std(0)]).clamp_min(1e-2)
@@ -89,17 +91,24 @@ def train_lstm(train: dict, val: dict, run_dir: str | Path, *, hidden: int = 64,
 
 def save_lstm(model: LSTMPredictor, path: Path, extra: dict | None = None) -> Path:
     blob = {"format": 1, "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "hidden": model.hidden, "steps": model.steps,
+            "hidden": model.hidden, "steps": model.steps, "history": model.history,
             "ctx_dim": int(model.join[0].in_features - model.hidden), "extra": extra or {}}
     return save_tensors(blob, path)
 
 
-def load_lstm(path: str | Path) -> LSTMPredictor:
+def load_lstm(path: str | Path, history: int | None = None) -> LSTMPredictor:
+    """The saved baseline; ``history``: the frames the rows it will predict hold (DataError if
+    it was trained on another history length; files from before the length was saved were
+    trained on 10 frames)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no LSTM baseline saved (run `ebmtraj train --model lstm`)")
     blob = load_tensors(path)
     model = LSTMPredictor(int(blob["ctx_dim"]), int(blob["hidden"]), int(blob["steps"]))
+    model.history = int(blob.get("history", 10))
+    if history is not None and history != model.history:
+        raise DataError(f"{path}: the LSTM was trained on {model.history} history frames, the rows "
+                        f"have {history} (data.history); train it on this config")
     model.load_state_dict(blob["state"])
     return model.eval()
 

@@ -1,9 +1,10 @@
 """Scenes: fixed windows of a target vehicle and its neighbours, as tensors; splits; leakage.
 
-A scene is ``history + future`` consecutive frames (default 10 + 40 at 10 Hz: 1 s + 4 s) of a
-target track and up to K neighbours: the tracks of the same recording and split that are present
-in every frame of the window and whose raw position lies within ``radius`` of the target's at
-the last history frame, nearest first. Windows start on frames ``k`` with ``k % stride == 0``,
+A scene is ``history + future`` consecutive frames (default 10 + 40 at 10 Hz: 1 s + 4 s; the
+experiment config's ``data.history`` sets the first, e.g. 30 for 3 s) of a target track and up
+to K neighbours: the tracks of the same recording and split that are present in every frame of
+the window and whose raw position lies within ``radius`` of the target's at the last history
+frame, nearest first. Windows start on frames ``k`` with ``k % stride == 0``,
 so the windows of different targets at one time line up.
 
 Tensors of one split (N scenes, A = 1 + K agents, agent 0 the target, T frames):
@@ -73,9 +74,10 @@ class SceneConfig:
     history_accel_polyorder: int = 2
 
     def __post_init__(self):
-        if self.history < 2 or self.future < 1 or self.stride < 1 or self.neighbours < 0:
-            raise ConfigError(f"bad scene config {asdict(self)}: need history >= 2, "
-                              f"future >= 1, stride >= 1, neighbours >= 0")
+        for name, least in (("history", 2), ("future", 1), ("stride", 1), ("neighbours", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise ConfigError(f"scene {name} must be a whole number of frames >= {least}, got {value!r}")
 
     @property
     def frames(self) -> int:
@@ -286,6 +288,38 @@ def _history_states(states, raw, frenet, lane, mask, cfg: SceneConfig, ccfg: Cle
     turns = np.round((states[..., H, 3] - states[..., H - 1, 3]) / (2 * np.pi))
     states[..., H:, 3] -= (2 * np.pi * turns)[..., None]
     states[~mask] = 0.0
+
+
+PER_FRAME = ("states", "positions_raw", "frenet", "lane_index")   # (N, A, T, ...) tensors
+
+
+def trim_history(scenes: dict, history: int) -> dict:
+    """The scenes with only their last ``history`` history frames (the future untouched).
+
+    A cache prepared with a longer history serves a config with a shorter one: the windows keep
+    their present time and future, so a 1 s model can be evaluated on exactly the windows of a
+    3 s cache. The history states are per-frame estimates from the raw history positions; at
+    the frames kept they can differ from a shorter preparation's only where the smoothing
+    window reaches the cut (the last frame, which the baselines start from, is the same). The
+    neighbours stay those of the longer windows (present over all of them). Raises DataError
+    when the scenes hold fewer history frames than asked for.
+    """
+    have = int(scenes["history"])
+    if history == have:
+        return scenes
+    if not 1 <= history < have:
+        raise DataError(f"the scenes hold {have} history frames; {history} cannot be cut from them "
+                        f"(prepare the data with that history)")
+    cut = have - history
+    out = dict(scenes)
+    for key in PER_FRAME:
+        if key in out:
+            out[key] = out[key][:, :, cut:]
+    if "headway" in out:                       # (N, A, H): history frames only
+        out["headway"] = out["headway"][..., cut:]
+    out["t0"] = out["t0"] + cut * float(scenes.get("dt", 0.1))
+    out["history"] = history
+    return out
 
 
 def check_leakage(scenes: dict[str, dict], *, share: float = 0.5,
