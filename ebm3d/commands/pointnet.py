@@ -175,7 +175,8 @@ def _record_generation(cfg, report: dict, started: float) -> None:
 
     rows = report["rows"]
     train = json.loads((cfg.run_dir / "train_report.json").read_text())
-    payload = {"one_nna_cd": rows["model"]["1-NNA-CD"], "cov_cd": rows["model"]["COV-CD"],
+    payload = {"one_nna_cd": rows["model"]["1-NNA-CD"], "one_nna_cd_gen_side": rows["model"]["1-NNA-CD-gen-side"],
+               "one_nna_cd_ref_side": rows["model"]["1-NNA-CD-ref-side"], "cov_cd": rows["model"]["COV-CD"],
                "mmd_cd": rows["model"]["MMD-CD"], "rows": rows, "settings": report["settings"],
                "run": str(cfg.run_dir), "train_steps": train["steps"],
                "train_cpu_seconds": train.get("train_cpu_seconds")}

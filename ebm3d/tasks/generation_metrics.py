@@ -21,7 +21,8 @@ import time
 
 import torch
 
-from ebm3d.metrics import jsd_between_sets, mmd_cov, one_nn_accuracy, pairwise_chamfer, pairwise_emd
+from ebm3d.metrics import jsd_between_sets, mmd_cov, pairwise_chamfer, pairwise_emd
+from ebm3d.metrics.pointcloud import one_nn_accuracy_sides
 from ebm3d.config import PointEvalConfig
 from ebm3d.transforms import point_subset
 
@@ -47,9 +48,9 @@ class _Metric:
 
     def row(self, samples: torch.Tensor) -> dict[str, float]:
         ss, sr = self.fn(samples), self.fn(samples, self.refs)
-        mc = mmd_cov(sr)
-        return {f"MMD-{self.name}": mc.mmd, f"COV-{self.name}": mc.cov,
-                f"1-NNA-{self.name}": one_nn_accuracy(ss, sr, self.rr)}
+        mc, nna = mmd_cov(sr), one_nn_accuracy_sides(ss, sr, self.rr)
+        return {f"MMD-{self.name}": mc.mmd, f"COV-{self.name}": mc.cov, f"1-NNA-{self.name}": nna["overall"],
+                f"1-NNA-{self.name}-gen-side": nna["gen_side"], f"1-NNA-{self.name}-ref-side": nna["ref_side"]}
 
 
 def generation_report(samples: torch.Tensor, refs: torch.Tensor, train: torch.Tensor | None,

@@ -246,6 +246,8 @@ def test_cli_end_to_end_on_builtin_chairs(tmp_path, capsys, monkeypatch):
     ev = json.loads((run / "evaluation.json").read_text())
     recorded = json.loads((tmp_path / "results" / "ebm3d.json").read_text())["pointnet_chair"]
     assert recorded["one_nna_cd"] == ev["rows"]["model"]["1-NNA-CD"] and 0 <= recorded["cov_cd"] <= 1
+    sides = recorded["one_nna_cd_gen_side"], recorded["one_nna_cd_ref_side"]   # 2 samples, 2 references
+    assert recorded["one_nna_cd"] == pytest.approx(sum(sides) / 2)
     assert recorded["settings"]["chain_steps"] == 2 and recorded["train_seconds"] == report["train_seconds"]
     assert ev["settings"]["points"] == 32  # the training point count, the only one this network takes
     assert set(ev["rows"]) == {"model", "oracle", "gaussian"}
