@@ -439,6 +439,11 @@ class PointEvalConfig:
     oracle: also report a random subset of the training split (the floor) and Gaussian blobs
         (the ceiling), measured the same way.
     record: a section of docs/results/ebm3d.json that ``ebm3d evaluate`` writes (None: none).
+    select_every: checkpoint selection on validation during training (``ebm3d train``): every this
+        many updates the run's evaluated model draws as many clouds as the val split holds, and
+        the checkpoint with the lowest 1-NNA-CD against them (measured as above) goes to
+        ``best_model.pt``, which ``evaluate``, ``sample`` and the other run commands then load
+        (:class:`ebm3d.tasks.generation_metrics.GenerationSelector`). None: the last checkpoint.
     """
 
     ref_split: str = check("test", choices=["train", "val", "test"])
@@ -451,6 +456,9 @@ class PointEvalConfig:
     oracle: bool = True
     workers: int = check(1, min=1, max=64)
     record: str | None = None
+    # every this many training updates, 1-NNA-CD of fresh samples against the val split; the best
+    # checkpoint (best_model.pt) is the one evaluate and sample use (None: the last checkpoint)
+    select_every: int | None = check(None, min=1)
 
 
 @dataclass

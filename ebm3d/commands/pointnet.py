@@ -23,7 +23,7 @@ import time
 import torch
 
 from ebmcore.errors import DataError
-from ebmcore.io import save_tensors
+from ebmcore.io import load_tensors, save_tensors
 
 from ebm3d.commands.common import FRESH, N_SAMPLES, SAMPLES_OUT, load_config, print_json, write_json
 from ebm3d.config import PointNetExperiment
@@ -31,6 +31,7 @@ from ebm3d.models.pointnet import GenerativePointNet
 from ebm3d.registry import Command, ShapeModel, option
 from ebm3d.tasks.data import point_source
 from ebm3d.tasks.render import save_open3d_png
+from ebm3d.tasks.selection import BEST_MODEL
 from ebm3d.tasks.synthesis import draw_clouds
 from ebm3d.tasks.training import build_point_model, load_point_run, train_point_model
 from ebm3d.transforms import point_subset
@@ -69,8 +70,13 @@ def cmd_train(args) -> int:
     cfg = load_config(args)
     if cfg.task == "classification":
         return _classify(cfg, args)
-    data = point_source(cfg.data, progress=cfg.train.progress).points("train", cfg.data.classes)
-    model, trainer, seconds = train_point_model(cfg, data)
+    source = point_source(cfg.data, progress=cfg.train.progress)
+    data = source.points("train", cfg.data.classes)
+    selector = _generation_selector(cfg, source)
+    model, trainer, seconds = train_point_model(cfg, data, callbacks=[selector] if selector else None)
+    if selector:
+        selector.finish(model, trainer.step)
+        model, _ = _selected(cfg, model)
     report = {"run": str(cfg.run_dir), "steps": trainer.step, "train_seconds": round(seconds["wall"], 1),
               "train_cpu_seconds": round(seconds["cpu"], 1), "train_points": cfg.train_points,
               "n_train": len(data), "step_size": trainer.step_size,
@@ -81,10 +87,34 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _generation_selector(cfg: PointNetExperiment, source):
+    """The checkpoint selector of ``evaluate.select_every`` (None when it is off): validation
+    clouds at the evaluation's point count (a seeded subset)."""
+    from ebm3d.tasks.generation_metrics import GenerationSelector
+
+    if not cfg.evaluate.select_every:
+        return None
+    val = source.points("val", cfg.data.classes)
+    val = point_subset(val, cfg.evaluate.n_points or cfg.train_points, torch.Generator().manual_seed(0))
+    return GenerationSelector(cfg, val, cfg.run_dir, log=_log)
+
+
+def _selected(cfg: PointNetExperiment, model: GenerativePointNet) -> tuple[GenerativePointNet, int | None]:
+    """The model with the selected checkpoint's weights when the run selects one
+    (``evaluate.select_every``), and that checkpoint's step (None: the model as given)."""
+    best = cfg.run_dir / BEST_MODEL
+    if not cfg.evaluate.select_every or not best.is_file():
+        return model, None
+    state = load_tensors(best)
+    model.load_state_dict(state["model"])
+    return model, int(state["step"])
+
+
 def _run(args) -> tuple[PointNetExperiment, GenerativePointNet]:
-    """The config (with the command line's overrides) and trained model of ``args.run``."""
+    """The config (with the command line's overrides) and trained model of ``args.run`` (the
+    selected checkpoint when the run selects one)."""
     cfg, (model,) = load_point_run(args.run, list(args.overrides))
-    return cfg, model
+    return cfg, _selected(cfg, model)[0]
 
 
 def cmd_sample(args) -> int:
@@ -134,12 +164,11 @@ def cmd_interpolate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from ebmcore.io import load_tensors
-
     from ebm3d.tasks.generation_metrics import generation_report
 
     started = time.time()
-    cfg, model = _run(args)
+    cfg, (model,) = load_point_run(args.run, list(args.overrides))
+    model, selected_step = _selected(cfg, model)
     ec = cfg.evaluate
     source = point_source(cfg.data)
     n_points = ec.n_points or cfg.train_points
@@ -161,7 +190,7 @@ def cmd_evaluate(args) -> int:
     report["settings"].update(ref_split=ec.ref_split, classes=cfg.data.classes,
                               data_normalisation=cfg.data.normalisation,
                               chain_steps=cfg.train.sampler.steps if cfg.synthesis.steps is None else cfg.synthesis.steps,
-                              training_chain_steps=cfg.train.sampler.steps)
+                              training_chain_steps=cfg.train.sampler.steps, selected_step=selected_step)
     write_json(cfg.run_dir / "evaluation.json", report)
     if ec.record:
         _record_generation(cfg, report, started)

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from ebmcore.errors import ConfigError
-from ebmcore.io import atomic_write, load_tensors, save_tensors
-from ebmcore.runs import fresh_requested
+from ebmcore.io import atomic_write, load_tensors
 
 from ebm3d import registry
+from ebm3d.tasks.selection import BEST_MODEL, SELECTION, CheckpointSelector
 
 SPLITS = ("train", "val", "test")
 
@@ -112,52 +112,24 @@ def test_scores(cfg, C: float, feats: dict, ys: dict, classes: list[str], seed: 
     return clf, {"test_accuracy": float((pred == ys["test"]).mean()), "per_class_test_accuracy": per_class}
 
 
-class Selector:
-    """Trainer callback: every ``classify.eval_every`` steps, the validation accuracy of the
-    current features; the best checkpoint's weights go to ``best_model.pt``.
+class Selector(CheckpointSelector):
+    """Every ``classify.eval_every`` steps, the validation accuracy of the current features with C
+    selected (:func:`select_classifier`); see :class:`ebm3d.tasks.selection.CheckpointSelector`.
 
-    features(model, x) -> (n, D) array; data / ys: {split: inputs} / {split: labels}. With
-    ``keep_state`` the selection is saved in ``selection.json`` and a resumed run continues it.
+    features(model, x) -> (n, D) array; data / ys: {split: inputs} / {split: labels}.
     """
+
+    key = "val_accuracy"
 
     def __init__(self, cfg, features: Callable, data: dict, ys: dict, run_dir: Path, *,
                  keep_state: bool = False, log: Callable[[str], None] | None = None):
+        super().__init__(run_dir, cfg.classify.eval_every, keep_state=keep_state, log=log)
         self.cfg, self.features, self.data, self.ys = cfg, features, data, ys
-        self.run_dir, self.keep_state, self.log = Path(run_dir), keep_state, log
-        self.best: dict | None = None
-        self.history: list[dict] = []
-        state = self.run_dir / "selection.json"
-        if keep_state and state.is_file() and not fresh_requested(self.run_dir):  # a resumed run keeps its selection
-            saved = json.loads(state.read_text())
-            self.best, self.history = saved["best"], saved["history"]
 
-    def evaluate(self, model, step: int) -> dict:
-        """Select C on the current features; keep the model when it is the best so far."""
-        started = time.time()
+    def score(self, model, step: int) -> dict:
         feats = {k: self.features(model, self.data[k]) for k in ("train", "val")}
         C, acc, table = select_classifier(self.cfg.classify, feats, self.ys, self.cfg.train.seed)
-        row = {"step": step, "val_accuracy": acc, "C": C, "by_C": table, "seconds": round(time.time() - started, 1)}
-        self.history.append(row)
-        if self.best is None or acc > self.best["val_accuracy"]:
-            self.best = row
-            save_tensors({"step": step, "model": model.state_dict()}, self.run_dir / "best_model.pt")
-        if self.keep_state:
-            text = json.dumps({"best": self.best, "history": self.history}, indent=2)
-            atomic_write(self.run_dir / "selection.json", lambda tmp: tmp.write_text(text))
-        if self.log:
-            self.log(f"step {step}: validation accuracy {acc:.4f} (C={C}) in {row['seconds']} s")
-        return row
-
-    def finish(self, model, step: int) -> dict:
-        """The final step's evaluation (unless the selection already holds it); the best row."""
-        if not self.history or self.history[-1]["step"] != step:
-            self.evaluate(model, step)
-        return self.best
-
-    def __call__(self, trainer, step, metrics):
-        if step % self.cfg.classify.eval_every == 0 and step != trainer.cfg.steps:
-            with trainer.evaluated() as model:
-                self.evaluate(model, step)
+        return {"val_accuracy": acc, "C": C, "by_C": table}
 
 
 @torch.no_grad()
@@ -186,10 +158,10 @@ def load_selected(cfg) -> tuple[object, dict]:
     classification run."""
     from ebm3d.experiment import load_run
 
-    record = json.loads((cfg.run_dir / "selection.json").read_text())
+    record = json.loads((cfg.run_dir / SELECTION).read_text())
     _, models = load_run(cfg.run_dir)
     model = models[-1]
-    model.load_state_dict(load_tensors(cfg.run_dir / "best_model.pt")["model"])
+    model.load_state_dict(load_tensors(cfg.run_dir / BEST_MODEL)["model"])
     return model.eval(), record["best"]
 
 
@@ -207,7 +179,7 @@ def run_classification(cfg, source, *, log: Callable[[str], None] | None = None)
     with trainer.evaluated() as evaluated:
         best = selector.finish(evaluated, trainer.step)
     chosen = copy.deepcopy(model)
-    chosen.load_state_dict(load_tensors(cfg.run_dir / "best_model.pt")["model"])
+    chosen.load_state_dict(load_tensors(cfg.run_dir / BEST_MODEL)["model"])
     feats = {k: features(chosen, v) for k, v in data.items()}
     clf, scores = test_scores(c, best["C"], feats, ys, source.classes, cfg.train.seed)
     report = {"test_accuracy": scores["test_accuracy"], "val_accuracy": best["val_accuracy"],

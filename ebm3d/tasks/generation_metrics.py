@@ -24,6 +24,7 @@ import torch
 from ebm3d.metrics import jsd_between_sets, mmd_cov, pairwise_chamfer, pairwise_emd
 from ebm3d.metrics.pointcloud import one_nn_accuracy_sides
 from ebm3d.config import PointEvalConfig
+from ebm3d.tasks.selection import CheckpointSelector
 from ebm3d.transforms import point_subset
 
 
@@ -90,3 +91,27 @@ def generation_report(samples: torch.Tensor, refs: torch.Tensor, train: torch.Te
                 "emd": cfg.emd, "emd_points": cfg.emd_points if cfg.emd != "none" else None,
                 "normalise": cfg.normalise, "jsd_extent": extent, "seed": seed}
     return {"rows": out, "settings": settings, "seconds": seconds}
+
+
+class GenerationSelector(CheckpointSelector):
+    """Checkpoint selection for generation (``evaluate.select_every``): the 1-NNA-CD of as many
+    fresh samples (the run's chain, seeded alike at every checkpoint) as validation clouds
+    ``val`` (V, N, 3) against them, normalised as ``evaluate.normalise`` says; lower is better."""
+
+    key = "val_one_nna_cd"
+    lower_is_better = True
+
+    def __init__(self, cfg, val: torch.Tensor, run_dir, *, log=None):
+        super().__init__(run_dir, cfg.evaluate.select_every, keep_state=True, log=log)
+        self.cfg = cfg
+        self.prep = unit_sphere if cfg.evaluate.normalise == "sphere" else (lambda x: x)
+        self.metric = _Metric("CD", pairwise_chamfer, self.prep(val.float()))
+
+    def score(self, model, step: int) -> dict:
+        from ebm3d.tasks.synthesis import draw_clouds   # synthesis imports the training stack
+
+        refs = self.metric.refs
+        samples = draw_clouds(model, self.cfg, len(refs), n_points=refs.shape[1], seed=self.cfg.train.seed,
+                              batch_size=self.cfg.synthesis.batch_size)
+        row = self.metric.row(self.prep(samples.float()))
+        return {"val_one_nna_cd": row["1-NNA-CD"], "val_cov_cd": row["COV-CD"], "val_mmd_cd": row["MMD-CD"]}
