@@ -31,7 +31,7 @@ from ebm3d.models.pointnet import GenerativePointNet
 from ebm3d.registry import Command, ShapeModel, option
 from ebm3d.tasks.data import point_source
 from ebm3d.tasks.render import save_open3d_png
-from ebm3d.tasks.selection import BEST_MODEL
+from ebm3d.tasks.selection import BEST_MODEL, load_best
 from ebm3d.tasks.synthesis import draw_clouds
 from ebm3d.tasks.training import build_point_model, load_point_run, train_point_model
 from ebm3d.transforms import point_subset
@@ -102,12 +102,9 @@ def _generation_selector(cfg: PointNetExperiment, source):
 def _selected(cfg: PointNetExperiment, model: GenerativePointNet) -> tuple[GenerativePointNet, int | None]:
     """The model with the selected checkpoint's weights when the run selects one
     (``evaluate.select_every``), and that checkpoint's step (None: the model as given)."""
-    best = cfg.run_dir / BEST_MODEL
-    if not cfg.evaluate.select_every or not best.is_file():
+    if not cfg.evaluate.select_every or not (cfg.run_dir / BEST_MODEL).is_file():
         return model, None
-    state = load_tensors(best)
-    model.load_state_dict(state["model"])
-    return model, int(state["step"])
+    return model, load_best(model, cfg.run_dir)
 
 
 def _run(args) -> tuple[PointNetExperiment, GenerativePointNet]:

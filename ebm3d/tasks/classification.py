@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from ebmcore.errors import ConfigError
-from ebmcore.io import atomic_write, load_tensors
+from ebmcore.io import atomic_write
 
 from ebm3d import registry
-from ebm3d.tasks.selection import BEST_MODEL, SELECTION, CheckpointSelector
+from ebm3d.tasks.selection import SELECTION, CheckpointSelector, load_best
 
 SPLITS = ("train", "val", "test")
 
@@ -161,7 +161,7 @@ def load_selected(cfg) -> tuple[object, dict]:
     record = json.loads((cfg.run_dir / SELECTION).read_text())
     _, models = load_run(cfg.run_dir)
     model = models[-1]
-    model.load_state_dict(load_tensors(cfg.run_dir / BEST_MODEL)["model"])
+    load_best(model, cfg.run_dir)
     return model.eval(), record["best"]
 
 
@@ -179,7 +179,7 @@ def run_classification(cfg, source, *, log: Callable[[str], None] | None = None)
     with trainer.evaluated() as evaluated:
         best = selector.finish(evaluated, trainer.step)
     chosen = copy.deepcopy(model)
-    chosen.load_state_dict(load_tensors(cfg.run_dir / BEST_MODEL)["model"])
+    load_best(chosen, cfg.run_dir)
     feats = {k: features(chosen, v) for k, v in data.items()}
     clf, scores = test_scores(c, best["C"], feats, ys, source.classes, cfg.train.seed)
     report = {"test_accuracy": scores["test_accuracy"], "val_accuracy": best["val_accuracy"],

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ebmcore.io import atomic_write, save_tensors
+from ebmcore.io import atomic_write, load_tensors, save_tensors
 from ebmcore.runs import fresh_requested
 
 BEST_MODEL, SELECTION = "best_model.pt", "selection.json"
@@ -70,3 +70,10 @@ class CheckpointSelector:
         if step % self.every == 0 and step != trainer.cfg.steps:
             with trainer.evaluated() as model:
                 self.evaluate(model, step)
+
+
+def load_best(model, run_dir: Path):
+    """Put the selected checkpoint (``run_dir/best_model.pt``) into ``model``; returns its step."""
+    state = load_tensors(Path(run_dir) / BEST_MODEL)
+    model.load_state_dict(state["model"])
+    return int(state["step"])
