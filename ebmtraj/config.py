@@ -82,9 +82,7 @@ class Stage2Config:
     # 'weights' (the feature weights only; the neural term stays at stage 1's fit) or
     # 'anchored' (all but the neural term's scales, which stay at stage 1's fit)
     params: str = check("all", choices=["all", "features", "weights", "anchored"])
-    # decay of an exponential moving average of the model's state, validated and selected in
-    # place of the current model (None: no average)
-    average: float | None = check(None, min=0.0, max=0.9999)
+    # (the parameter average of stage 2 is the engine's train.average)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -263,12 +263,12 @@ def validation_callback(model: IOCEnergy, cond_val: dict, future_val: torch.Tens
 
 def train(model: IOCEnergy, data: dict, tcfg: TrainConfig, run_dir: str | Path, *, val=None,
           full_config=None, resume: bool = True, eval_every: int = 50,
-          pcfg: PredictConfig | None = None, chains=None, average: float | None = None) -> dict:
+          pcfg: PredictConfig | None = None, chains=None) -> dict:
     """Stage 2: analysis by synthesis on ``data`` (``{"x": z_obs, **cond}``) with the engine's
     Trainer (Langevin on the controls, BPTT through the rollout). ``chains``: the Trainer's chain
-    initialiser (None: ``tcfg.chains``; :func:`stage2_chains`). ``average``: the decay of an
-    exponential moving average of the model's state (the Trainer's ``train.average``, kept in its
-    checkpoint; needs ``val``): the averaged model is validated and selected (None: ``tcfg``'s).
+    initialiser (None: ``tcfg.chains``; :func:`stage2_chains`). With ``tcfg.average`` (an
+    exponential moving average of the model's state, kept in the Trainer's checkpoint) the
+    averaged model is the one validated and selected.
 
     ``val = (cond_val, future_val)`` turns on model selection on validation RMSE (model.pt holds
     the best, step 0 included); without it model.pt is the last state. ``full_config`` (a
@@ -281,8 +281,6 @@ def train(model: IOCEnergy, data: dict, tcfg: TrainConfig, run_dir: str | Path, 
     pcfg = pcfg or PredictConfig()
     cfg_dict = to_dict(full_config) if full_config is not None else {}
     callbacks = []
-    if average is not None:
-        tcfg = replace(tcfg, average=average)
     trainer = Trainer(model, data, tcfg, run_dir, resume=resume, callbacks=callbacks,
                       full_config=full_config, chains=chains)
     if val is not None:

@@ -1,5 +1,5 @@
 """Stage 2's switches added in issue 12 ("the energy's own gain"): the parameter average
-(``stage2.average``: an exponential moving average of the model's state is what validation
+(``train.average``, the engine's: an exponential moving average of the model's state is what validation
 measures and model selection saves) and the parameter sets ``stage2.params: weights`` /
 ``anchored`` (fast, constructed rows)."""
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_train_validates_and_saves_the_averaged_model(tmp_path, monkeypatch, ave
 
     monkeypatch.setattr(ioc, "predict", spy)
     cfg = TrainConfig(steps=4, batch_size=8, seed=0, log_every=1, ckpt_every=100, progress=False,
-                      tensorboard=False)
+                      tensorboard=False, average=average)
     cfg.sampler.steps, cfg.sampler.step_size, cfg.sampler.noise = 2, 0.15, "none"
     cfg.optim.lr = 0.05
     expected = ParameterAverage(copy.deepcopy(model), 0.5)
@@ -65,7 +65,7 @@ def test_train_validates_and_saves_the_averaged_model(tmp_path, monkeypatch, ave
     monkeypatch.setattr(learning.Trainer, "train_step", step_and_mirror)
     summary = ioc.train(model, data, cfg, tmp_path / "run", val=(cond, future), eval_every=2,
                         pcfg=ioc.PredictConfig(init="generator", opt_steps=1), chains=chains,
-                        resume=False, average=average, full_config=load(None, ["model.start_net=true"]))
+                        resume=False, full_config=load(None, ["model.start_net=true"]))
     assert [h["step"] for h in summary["val_history"]] == [0, 2, 4]
     assert len(seen) == 3 and len(weights) == 4
     if average is None:
@@ -81,10 +81,12 @@ def test_train_validates_and_saves_the_averaged_model(tmp_path, monkeypatch, ave
 
 
 def test_config_switch(tmp_path):
-    assert load(None, ["stage2.average=0.9"]).stage2.average == 0.9
-    assert load(None, []).stage2.average is None
-    with pytest.raises(ConfigError, match="stage2.average"):
-        load(None, ["stage2.average=1.5"])
+    assert load(None, ["train.average=0.9"]).train.average == 0.9
+    assert load(None, []).train.average is None
+    with pytest.raises(ConfigError, match="train.average"):
+        load(None, ["train.average=1.5"])
+    with pytest.raises(ConfigError, match="average"):               # one knob: the engine's
+        load(None, ["stage2.average=0.9"])
 
 
 @pytest.mark.parametrize("which, net, scales", [("all", True, True), ("features", False, True),
@@ -102,7 +104,7 @@ def test_stage2_parameter_sets(which, net, scales):
 
 
 def test_fit_ioc_passes_the_switches_to_stage_2(tmp_path, monkeypatch):
-    """`ebmtraj train` (experiment.fit_ioc) hands stage2.average and stage2.params to stage 2."""
+    """`ebmtraj train` (experiment.fit_ioc) hands train.average and stage2.params to stage 2."""
     from ebmtraj import experiment
 
     from .test_ioc_cli import _config
@@ -111,7 +113,7 @@ def test_fit_ioc_passes_the_switches_to_stage_2(tmp_path, monkeypatch):
     real_train, real_params = ioc.train, ioc.stage2_parameters
 
     def spy_train(*args, **kwargs):
-        seen["average"] = kwargs.get("average")
+        seen["average"] = args[2].average                      # the TrainConfig
         return real_train(*args, **kwargs)
 
     def spy_params(model, which):
@@ -120,7 +122,7 @@ def test_fit_ioc_passes_the_switches_to_stage_2(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ioc, "train", spy_train)
     monkeypatch.setattr(ioc, "stage2_parameters", spy_params)
-    cfg = load(_config(tmp_path), ["stage2.average=0.8", "stage2.params=anchored", "pretrain.steps=5",
+    cfg = load(_config(tmp_path), ["train.average=0.8", "stage2.params=anchored", "pretrain.steps=5",
                                    "train.steps=2"])
     summary = experiment.fit_ioc(cfg, log=lambda *_: None)
     assert seen == {"average": 0.8, "params": "anchored"}
