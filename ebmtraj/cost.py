@@ -407,7 +407,7 @@ class TrajectoryCost(nn.Module):
                  hidden: int = 64, knots: int = 9, init_weight: float = 0.1,
                  use_features: bool = True, use_neural: bool = True):
         super().__init__()
-        self.dt, self.steps = dt, steps
+        self.dt, self.steps, self.history = dt, steps, history
         self.scale_floor = 0.05
         self.use_features, self.use_neural = use_features, use_neural
         # weights exp(theta_scale * theta): the factor gives the few feature weights a larger

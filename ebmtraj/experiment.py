@@ -185,8 +185,8 @@ def predictions(cfg: IOCConfig, scenes: dict, lanes: dict, methods, log=print) -
         model = ioc.load_model(path)[0] if path.is_file() else None
         if model is None and any(m.startswith("ebm") for m in methods):
             raise DataError(f"{path}: no trained EBM-IOC model (run `ebmtraj train` first)")
-        if model is not None and model_history(model) != rows["hist"].shape[1]:
-            raise DataError(f"{path}: the model reads {model_history(model)} history frames, the scenes "
+        if model is not None and model.cost.history != rows["hist"].shape[1]:
+            raise DataError(f"{path}: the model reads {model.cost.history} history frames, the scenes "
                             f"have {rows['hist'].shape[1]} (data.history); train it on this config")
         nominal_model = model or ioc.build_model(cfg.model, rows["hist"].shape[1], rows["future"].shape[1])
         rows["nominal"] = ioc.cond_of(rows, nominal_model)["nominal"]
@@ -222,13 +222,6 @@ def predictions(cfg: IOCConfig, scenes: dict, lanes: dict, methods, log=print) -
         out[name]["time_s"] = time.time() - t0
         log(f"predicted {name} in {out[name]['time_s']:.1f} s")
     return out
-
-
-def model_history(model) -> int:
-    """History frames an EBM-IOC model reads (its neural term's input is 2 H + context)."""
-    from .cost_inputs import CTX_NAMES
-
-    return int(model.cost.neural.net[0].in_features - len(CTX_NAMES)) // 2
 
 
 def _layout(rows, scenes, pos, head):

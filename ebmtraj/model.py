@@ -165,8 +165,7 @@ def save_model(model: IOCEnergy, path: Path, config: dict | None, extra: dict | 
     ``config``: the run's full config dict (kept as is); ``spec``: what the model needs at
     prediction time (default: derived from ``config``); ``meta``: more top-level sections
     (the planner's version stamp)."""
-    history = int(model.cost.neural.net[0].in_features - len(CTX_NAMES)) // 2
-    steps = int(model.cost.steps)
+    history, steps = int(model.cost.history), int(model.cost.steps)
     config = config or {}
     spec = spec or spec_from_config(config, history, steps)
     blob = {"format": MODEL_FORMAT, "state": {k: v.detach().clone() for k, v in model.state_dict().items()},

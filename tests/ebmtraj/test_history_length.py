@@ -43,8 +43,7 @@ def scenes(tracks):
 
 def test_thirty_frame_windows_reach_the_inputs_the_search_and_the_lstm(scenes, tracks, tmp_path):
     from ebmtraj import ioc
-    from ebmtraj.cost_inputs import build_inputs, future_states
-    from ebmtraj.experiment import model_history
+    from ebmtraj.cost_inputs import CTX_NAMES, build_inputs, future_states
     from ebmtraj.lstm import LSTMPredictor, load_lstm, predict_lstm, save_lstm
 
     s = scenes[30]
@@ -63,7 +62,7 @@ def test_thirty_frame_windows_reach_the_inputs_the_search_and_the_lstm(scenes, t
     fs = future_states(s, rows)
     model = ioc.build_model(ioc.ModelConfig(start_net=True), 30, 40, ioc.control_scale(fs))
     ioc.prepare_training(model, rows, fs, fit_iters=5)
-    assert model_history(model) == 30
+    assert model.cost.history == 30 and model.cost.neural.net[0].in_features == 2 * 30 + len(CTX_NAMES)
     cond = ioc.cond_of(rows, model)
     pred = ioc.predict(model, cond, ioc.PredictConfig(mode="adam", init="generator", opt_steps=2))
     assert pred["states"].shape == (n, 1, 40, 6) and torch.isfinite(pred["states"]).all()
