@@ -199,7 +199,7 @@ def _record_generation(cfg, report: dict, started: float) -> None:
     """The model row's CD metrics (fractions) with the oracle and blob rows, into the results file."""
     from ebmcore.results import record
 
-    from ebm3d.tasks.training import train_seconds
+    from ebm3d.tasks.training import train_cpu_seconds, train_seconds
 
     rows = report["rows"]
     train = json.loads((cfg.run_dir / "train_report.json").read_text())   # the last training call
@@ -207,8 +207,9 @@ def _record_generation(cfg, report: dict, started: float) -> None:
                "one_nna_cd_ref_side": rows["model"]["1-NNA-CD-ref-side"], "cov_cd": rows["model"]["COV-CD"],
                "mmd_cd": rows["model"]["MMD-CD"], "rows": rows, "settings": report["settings"],
                "run": str(cfg.run_dir), "train_steps": train["steps"],
+               "train_cpu_seconds": train_cpu_seconds(cfg.run_dir),
                "train_cpu_seconds_last_call": train.get("train_cpu_seconds")}
-    # wall seconds summed over every training call of the run (resumes included)
+    # wall (and CPU) seconds summed over every training call of the run (resumes included)
     record("ebm3d", cfg.evaluate.record, payload, started=started, train_seconds=train_seconds(cfg.run_dir))
 
 

@@ -1,7 +1,8 @@
 """Training every shape model with the engine's Trainer.
 
 :func:`fit` is what every model's training shares: the engine's loop, timed, with the training
-seconds kept in ``timing.json`` (summed over resumes; :func:`train_seconds`).
+seconds kept in ``timing.json`` (wall and process CPU, summed over resumes; :func:`train_seconds`,
+:func:`train_cpu_seconds`).
 
 The generative PointNet (:func:`train_point_model`) trains one network on clouds (N, P, 3), with
 its augmentation (:class:`ebm3d.transforms.PointAugment`) as the Trainer's ``transform`` and
@@ -221,32 +222,46 @@ def level_chains(cfg: VoxelNetExperiment, coarser: list[VoxelNet], model: VoxelN
 
 
 def fit(trainer: Trainer) -> dict[str, float]:
-    """Run ``trainer`` to its last step (resuming where it stands) and add the wall seconds to its
-    run folder's ``timing.json``; returns this call's ``{"wall": s, "cpu": s}`` (process CPU).
+    """Run ``trainer`` to its last step (resuming where it stands) and add the wall and process CPU
+    seconds to its run folder's ``timing.json``; returns this call's ``{"wall": s, "cpu": s}``.
     The model leaves as the one the run is evaluated with (its parameter average, if it keeps one)."""
     started, cpu = time.time(), time.process_time()
     trainer.fit()
     trainer.model.load_state_dict(evaluated_state(trainer.state_dict()))
     seconds = {"wall": time.time() - started, "cpu": time.process_time() - cpu}
-    add_train_seconds(trainer.run_dir, seconds["wall"])
+    add_train_seconds(trainer.run_dir, seconds)
     return seconds
 
 
-def add_train_seconds(folder: Path, seconds: float) -> float:
-    """Add ``seconds`` to the training time kept in ``folder/timing.json`` (summed over resumes);
-    returns the total."""
+def add_train_seconds(folder: Path, seconds: dict[str, float]) -> dict[str, float | None]:
+    """Add ``{"wall": s, "cpu": s}`` to the training time kept in ``folder/timing.json`` (summed
+    over resumes); returns the totals (``cpu`` None when an earlier call did not keep it)."""
     path = Path(folder) / TIMING
-    total = (json.loads(path.read_text())["train_seconds"] if path.is_file() else 0.0) + seconds
-    text = json.dumps({"train_seconds": round(total, 1)})
+    old = json.loads(path.read_text()) if path.is_file() else {"train_seconds": 0.0, "train_cpu_seconds": 0.0}
+    cpu = old.get("train_cpu_seconds")
+    total = {"train_seconds": round(old["train_seconds"] + seconds["wall"], 1),
+             "train_cpu_seconds": None if cpu is None else round(cpu + seconds["cpu"], 1)}
+    text = json.dumps(total)
     atomic_write(path, lambda tmp: tmp.write_text(text))
-    return total
+    return {"wall": total["train_seconds"], "cpu": total["train_cpu_seconds"]}
+
+
+def _timings(run_dir: str | Path) -> list[dict]:
+    paths = [Path(run_dir) / TIMING, *sorted(Path(run_dir).glob(f"level*/{TIMING}"))]
+    return [json.loads(p.read_text()) for p in paths if p.is_file()]
 
 
 def train_seconds(run_dir: str | Path) -> float:
-    """Training seconds of a run folder and its multigrid levels (``level<R>/``), summed over
+    """Training wall seconds of a run folder and its multigrid levels (``level<R>/``), summed over
     resumes (0 for a folder without timing)."""
-    paths = [Path(run_dir) / TIMING, *sorted(Path(run_dir).glob(f"level*/{TIMING}"))]
-    return sum(json.loads(p.read_text())["train_seconds"] for p in paths if p.is_file())
+    return sum(t["train_seconds"] for t in _timings(run_dir))
+
+
+def train_cpu_seconds(run_dir: str | Path) -> float | None:
+    """Process CPU seconds of the same training calls as :func:`train_seconds` (None when a call
+    predates their bookkeeping)."""
+    cpu = [t.get("train_cpu_seconds") for t in _timings(run_dir)]
+    return None if None in cpu else sum(cpu)
 
 
 def load_voxel_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[VoxelNetExperiment, list[VoxelNet]]:

@@ -249,9 +249,25 @@ def test_cli_end_to_end_on_builtin_chairs(tmp_path, capsys, monkeypatch):
     sides = recorded["one_nna_cd_gen_side"], recorded["one_nna_cd_ref_side"]   # 2 samples, 2 references
     assert recorded["one_nna_cd"] == pytest.approx(sum(sides) / 2)
     assert recorded["settings"]["chain_steps"] == 2 and recorded["train_seconds"] == report["train_seconds"]
+    assert recorded["train_cpu_seconds"] == report["train_cpu_seconds"] > 0     # one training call
     assert ev["settings"]["points"] == 32  # the training point count, the only one this network takes
     assert set(ev["rows"]) == {"model", "oracle", "gaussian"}
     assert {"MMD-CD", "COV-EMD", "1-NNA-EMD", "JSD"} <= set(ev["rows"]["model"])
     capsys.readouterr()
     assert main(["reconstruct", str(tmp_path / "missing_run")]) == 2
     assert "no checkpoint.pt" in capsys.readouterr().err
+
+
+def test_training_seconds_add_up_over_resumes(tmp_path):
+    from ebm3d.tasks.training import add_train_seconds, train_cpu_seconds, train_seconds
+
+    add_train_seconds(tmp_path, {"wall": 10.0, "cpu": 4.0})
+    assert add_train_seconds(tmp_path, {"wall": 5.0, "cpu": 2.5}) == {"wall": 15.0, "cpu": 6.5}
+    level = tmp_path / "level16"
+    level.mkdir()
+    add_train_seconds(level, {"wall": 1.0, "cpu": 1.0})
+    assert train_seconds(tmp_path) == 16.0 and train_cpu_seconds(tmp_path) == 7.5
+    # a folder whose earlier calls kept only wall time: the CPU total is unknown, not understated
+    (level / "timing.json").write_text('{"train_seconds": 3.0}')
+    add_train_seconds(level, {"wall": 1.0, "cpu": 1.0})
+    assert train_seconds(tmp_path) == 19.0 and train_cpu_seconds(tmp_path) is None
