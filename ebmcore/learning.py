@@ -111,12 +111,17 @@ class Trainer:
     (key ``samples``); domain code adds pictures of them through a callback. With
     ``average`` (a decay) the Trainer keeps an exponential moving average of the model's state,
     updated after every step and saved in the checkpoint; :meth:`evaluated` swaps it in.
+    ``regulariser(batch) -> scalar`` (a differentiable function of the model on the minibatch,
+    such as a likelihood term that needs no sampling) is added to every minibatch's contrastive
+    loss; its value is logged as ``regulariser``.
     """
 
     def __init__(self, model: nn.Module, data, cfg: TrainConfig, run_dir: str | Path, *,
                  resume: bool = True, callbacks: list[Callable] | None = None, full_config=None,
-                 chains=None, transform: Callable | None = None, clamp: Sequence | None = None):
+                 chains=None, transform: Callable | None = None, clamp: Sequence | None = None,
+                 regulariser: Callable | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.regulariser = regulariser
         self.rank, self.world = dist_utils.init_from_env(cfg.device)
         if cfg.batch_size % self.world:
             raise ConfigError(f"batch_size {cfg.batch_size} must divide evenly over {self.world} processes")
@@ -222,11 +227,16 @@ class Trainer:
         energies = self.net(torch.cat([x_obs, x_syn.to(x_obs.dtype)]), both_cond)
         e_obs, e_syn = energies[: len(x_obs)], energies[len(x_obs):]
         loss = contrastive_loss(e_obs, e_syn, self.cfg.optim.energy_reg)
+        metrics = {"loss": loss.item(), "energy_obs": e_obs.mean().item(), "energy_syn": e_syn.mean().item()}
+        if self.regulariser is not None:
+            reg = self.regulariser(batch)
+            loss = loss + reg
+            metrics["regulariser"] = reg.item()
         reason = self._unhealthy(e_obs, e_syn, x_syn, loss) if self.cfg.guard.enabled else None
         if not dist_utils.all_ok(reason is None):
             return reason or "divergence on another process"
         (loss / self.micro_batches).backward()
-        return {"loss": loss.item(), "energy_obs": e_obs.mean().item(), "energy_syn": e_syn.mean().item()}, x_syn
+        return metrics, x_syn
 
     def train_step(self) -> dict | None:
         """One analysis-by-synthesis update (``micro_batches`` minibatches, one optimiser step);

@@ -82,6 +82,9 @@ class Stage2Config:
     # 'weights' (the feature weights only; the neural term stays at stage 1's fit) or
     # 'anchored' (all but the neural term's scales, which stay at stage 1's fit)
     params: str = check("all", choices=["all", "features", "weights", "anchored"])
+    # weight of stage 1's exact negative log-likelihood of the neural term (ioc.nll_anchor),
+    # added to the contrastive loss (0: off)
+    anchor: float = check(0.0, min=0.0)
     # (the parameter average of stage 2 is the engine's train.average)
 
 

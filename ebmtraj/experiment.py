@@ -119,7 +119,8 @@ def fit_ioc(cfg: IOCConfig, log=print) -> dict:
     ioc.stage2_parameters(model, cfg.stage2.params)
     summary = ioc.train(model, data, cfg.train, run_dir, val=(cond_val, va["future"]), full_config=cfg,
                         eval_every=cfg.evaluate.eval_every, pcfg=cfg.predict,
-                        chains=ioc.stage2_chains(model, cfg.stage2.chains, cfg.stage2.gen_lr))
+                        chains=ioc.stage2_chains(model, cfg.stage2.chains, cfg.stage2.gen_lr),
+                        regulariser=ioc.nll_anchor(model, cfg.stage2.anchor) if cfg.stage2.anchor else None)
     for h in summary.get("val_history", []):
         log(f"step {h['step']}: val RMSE 1-4 s " + " / ".join(f"{v:.2f}" for v in h["rmse"]))
     summary.update(windows=len(recon), recon_rmse=float(recon.pow(2).mean().sqrt()),

@@ -114,6 +114,31 @@ def prepare_training(model: IOCEnergy, inputs: dict, fstates: torch.Tensor, *, f
     return {"x": z_obs.contiguous(), **cond}, err
 
 
+def neural_target(model: IOCEnergy, batch: dict) -> torch.Tensor:
+    """The neural term's regression target (n, T, 2) in metres: the rolled-out positions of the
+    observed controls ``batch["x"]`` minus the nominal path (no gradient)."""
+    with torch.no_grad():
+        cond = {k: v for k, v in batch.items() if k != "x"}
+        return model.rollout(batch["x"], cond)[0][..., :2] - batch["nominal"]
+
+
+def neural_nll(model: IOCEnergy, cond: dict, target: torch.Tensor) -> torch.Tensor:
+    """Mean exact negative log-likelihood (up to a constant) of the neural term's Gaussian factor,
+    ``sum (r / sigma)^2 / 2 + log sigma`` over the T steps and 2 axes, for targets (n, T, 2)."""
+    ref, log_sigma = model.cost.neural.encode(cond)
+    r = (target - ref) * torch.exp(-log_sigma)
+    return (0.5 * r * r + log_sigma).sum((1, 2)).mean()
+
+
+def nll_anchor(model: IOCEnergy, weight: float):
+    """Stage 2's regulariser (the Trainer's ``regulariser``): ``weight`` x :func:`neural_nll` of
+    the minibatch's observed controls, which keeps the neural term near stage 1's exact fit while
+    the contrast trains the whole energy."""
+    def regulariser(batch: dict) -> torch.Tensor:
+        return weight * neural_nll(model, batch, neural_target(model, batch))
+    return regulariser
+
+
 def pretrain_neural(model: IOCEnergy, data: dict, *, steps: int = 2000, batch_size: int = 256,
                     lr: float = 3e-3, seed: int = 0, log=None, val=None, eval_every: int = 250) -> list[float]:
     """Stage 1: exact maximum likelihood of the neural term's own factor.
@@ -129,11 +154,8 @@ def pretrain_neural(model: IOCEnergy, data: dict, *, steps: int = 2000, batch_si
     Returns the loss every 100 steps.
     """
     term = model.cost.neural
-    with torch.no_grad():
-        pos = torch.cat([model.rollout(data["x"][i:i + 4096],
-                                       {k: v[i:i + 4096] for k, v in data.items() if k != "x"})[0][..., :2]
-                         for i in range(0, len(data["x"]), 4096)])
-    target = pos - data["nominal"]
+    target = torch.cat([neural_target(model, {k: v[i:i + 4096] for k, v in data.items()})
+                        for i in range(0, len(data["x"]), 4096)])
     opt = torch.optim.Adam(term.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n, losses = len(target), []
@@ -155,9 +177,7 @@ def pretrain_neural(model: IOCEnergy, data: dict, *, steps: int = 2000, batch_si
         if val is not None and step % eval_every == 0:
             check(step)
         idx = torch.randint(0, n, (min(batch_size, n),), generator=gen)
-        ref, log_sigma = term.encode({"hist": data["hist"][idx], "ctx": data["ctx"][idx]})
-        r = (target[idx] - ref) * torch.exp(-log_sigma)
-        loss = (0.5 * r * r + log_sigma).sum((1, 2)).mean()
+        loss = neural_nll(model, {"hist": data["hist"][idx], "ctx": data["ctx"][idx]}, target[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -263,10 +283,11 @@ def validation_callback(model: IOCEnergy, cond_val: dict, future_val: torch.Tens
 
 def train(model: IOCEnergy, data: dict, tcfg: TrainConfig, run_dir: str | Path, *, val=None,
           full_config=None, resume: bool = True, eval_every: int = 50,
-          pcfg: PredictConfig | None = None, chains=None) -> dict:
+          pcfg: PredictConfig | None = None, chains=None, regulariser=None) -> dict:
     """Stage 2: analysis by synthesis on ``data`` (``{"x": z_obs, **cond}``) with the engine's
     Trainer (Langevin on the controls, BPTT through the rollout). ``chains``: the Trainer's chain
-    initialiser (None: ``tcfg.chains``; :func:`stage2_chains`). With ``tcfg.average`` (an
+    initialiser (None: ``tcfg.chains``; :func:`stage2_chains`); ``regulariser``: added to the
+    contrastive loss (:func:`nll_anchor`). With ``tcfg.average`` (an
     exponential moving average of the model's state, kept in the Trainer's checkpoint) the
     averaged model is the one validated and selected.
 
@@ -282,7 +303,7 @@ def train(model: IOCEnergy, data: dict, tcfg: TrainConfig, run_dir: str | Path, 
     cfg_dict = to_dict(full_config) if full_config is not None else {}
     callbacks = []
     trainer = Trainer(model, data, tcfg, run_dir, resume=resume, callbacks=callbacks,
-                      full_config=full_config, chains=chains)
+                      full_config=full_config, chains=chains, regulariser=regulariser)
     if val is not None:
         cb = validation_callback(model, val[0], val[1], run_dir, eval_every, pcfg, cfg_dict)
         callbacks.append(cb)

@@ -133,3 +133,28 @@ def test_chains_finish_hook_post_processes_the_synthesised_batch(tmp_path):
     assert torch.equal(trainer.last_samples[:, 0], trainer.batch(0)["x"][:, 0])
     samples = torch.randn(4, 2)
     assert NoiseChains((2,)).finish(samples) is samples
+
+
+def test_regulariser_adds_its_gradient_to_the_contrastive_one(tmp_path):
+    """Trainer(regulariser=...) adds a term of the minibatch to the loss: with SGD the update
+    differs from the plain one by exactly lr x the regulariser's gradient, and it is logged."""
+    seen = []
+
+    def reg(model):
+        def term(batch):
+            seen.append(batch["x"].shape)
+            return 0.5 * sum((p ** 2).sum() for p in model.parameters())
+        return term
+
+    data = ring(8, seed=1)
+    torch.manual_seed(0)
+    plain = Trainer(MLPEnergy(16), data, _cd_config(), tmp_path / "a", resume=False)
+    before = _params(plain.model)
+    plain.fit()
+    torch.manual_seed(0)
+    model = MLPEnergy(16)
+    regd = Trainer(model, data, _cd_config(), tmp_path / "b", resume=False, regulariser=reg(model))
+    last = regd.fit()
+    # the gradient of 0.5 |theta|^2 is theta: one SGD step of lr 0.1 subtracts 0.1 theta more
+    torch.testing.assert_close(_params(regd.model), _params(plain.model) - 0.1 * before)
+    assert seen and seen[0][1:] == (2,) and last["regulariser"] == pytest.approx(0.5 * float((before ** 2).sum()))

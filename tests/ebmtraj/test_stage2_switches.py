@@ -1,7 +1,7 @@
 """Stage 2's switches added in issue 12 ("the energy's own gain"): the parameter average
 (``train.average``, the engine's: an exponential moving average of the model's state is what validation
-measures and model selection saves) and the parameter sets ``stage2.params: weights`` /
-``anchored`` (fast, constructed rows)."""
+measures and model selection saves) the parameter sets ``stage2.params: weights`` /
+``anchored``, and the likelihood anchor ``stage2.anchor`` (fast, constructed rows)."""
 from __future__ import annotations
 
 import copy
@@ -114,6 +114,7 @@ def test_fit_ioc_passes_the_switches_to_stage_2(tmp_path, monkeypatch):
 
     def spy_train(*args, **kwargs):
         seen["average"] = args[2].average                      # the TrainConfig
+        seen["regulariser"] = kwargs["regulariser"] is not None
         return real_train(*args, **kwargs)
 
     def spy_params(model, which):
@@ -123,7 +124,27 @@ def test_fit_ioc_passes_the_switches_to_stage_2(tmp_path, monkeypatch):
     monkeypatch.setattr(ioc, "train", spy_train)
     monkeypatch.setattr(ioc, "stage2_parameters", spy_params)
     cfg = load(_config(tmp_path), ["train.average=0.8", "stage2.params=anchored", "pretrain.steps=5",
-                                   "train.steps=2"])
+                                   "train.steps=2", "stage2.anchor=0.5"])
     summary = experiment.fit_ioc(cfg, log=lambda *_: None)
-    assert seen == {"average": 0.8, "params": "anchored"}
+    assert seen == {"average": 0.8, "params": "anchored", "regulariser": True}
+    assert "regulariser" in summary["last"]
     assert [h["step"] for h in summary["val_history"]] == [0, 2]
+
+
+def test_the_anchor_is_stage_1s_likelihood():
+    """stage2.anchor: ``nll_anchor`` is weight x the neural term's exact NLL (the loss stage 1
+    minimises), differentiable, and configured by stage2.anchor >= 0."""
+    model = _model()
+    cond = _rows()
+    cond["nominal"] = model.nominal(cond)
+    z_obs = 0.3 * torch.randn(8, 40, 2, generator=torch.Generator().manual_seed(1))
+    batch = {"x": z_obs, **cond}
+    target = model.rollout(z_obs, cond)[0][..., :2] - cond["nominal"]
+    ref, log_sigma = model.cost.neural.encode(cond)
+    r = (target - ref) / log_sigma.exp()
+    expected = (0.5 * r ** 2 + log_sigma).sum((1, 2)).mean()
+    torch.testing.assert_close(ioc.nll_anchor(model, 2.0)(batch), 2 * expected)
+    assert ioc.nll_anchor(model, 2.0)(batch).requires_grad
+    assert load(None, ["stage2.anchor=0.1"]).stage2.anchor == 0.1
+    with pytest.raises(ConfigError, match="anchor"):
+        load(None, ["stage2.anchor=-1"])
