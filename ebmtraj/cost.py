@@ -22,10 +22,6 @@ C_theta has two parts:
   reference longitudinal / lateral positions and their precisions per step; the term is the
   precision-weighted squared distance of the rolled-out positions from those references.
 
-Optionally (``context_hidden`` > 0) the feature weights depend on the scene: each is multiplied,
-per step, by ``exp(g_k,t(h, e))`` from a small network of the history and the context
-(:class:`ContextWeights`), which starts at zero and is trained by stage 2 alone.
-
 All tensors are in the agent frame: origin at the agent's position at the last history frame,
 x along its heading then (see :mod:`ebmtraj.cost_inputs`).
 """
@@ -395,35 +391,6 @@ class StartNet(nn.Module):
         return torch.einsum("tk,bck->btc", self.interp.to(out.dtype), out)
 
 
-class ContextWeights(nn.Module):
-    """Scene-dependent feature weights: log-multipliers (B,T,F) of the F feature weights, from the
-    history (B,H,2) and the scene context (B,C), ``knots`` values per feature interpolated over
-    the T steps and bounded to [-bound, bound] (a multiplier within exp(+-bound)).
-
-    The output layer starts at zero, so a model with this term starts as the same energy with
-    one weight per feature; stage 1 (the neural term's likelihood) leaves it there and only
-    stage 2's analysis by synthesis trains it. The multipliers are positive and the features
-    non-negative, so the cost stays bounded below.
-    """
-
-    def __init__(self, history: int, ctx_dim: int, steps: int, n_features: int, hidden: int = 32,
-                 knots: int = 5, bound: float = 3.0):
-        super().__init__()
-        self.knots, self.n_features, self.bound = knots, n_features, bound
-        self.net = nn.Sequential(nn.Linear(2 * history + ctx_dim, hidden), nn.LayerNorm(hidden), nn.SiLU(),
-                                 nn.Linear(hidden, n_features * knots))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-        self.register_buffer("interp", interpolation_matrix(steps, knots))
-
-    def forward(self, cond: dict, in_scale: torch.Tensor) -> torch.Tensor:
-        """-> log-multipliers (B,T,F); ``in_scale`` (2H+C,) the history inputs' scale."""
-        h = torch.cat([cond["hist"].flatten(1), cond["ctx"]], dim=1) / in_scale.to(cond["ctx"].dtype)
-        out = self.net(h).view(-1, self.n_features, self.knots)
-        g = torch.einsum("tk,bfk->btf", self.interp.to(out.dtype), out)
-        return self.bound * torch.tanh(g / self.bound)
-
-
 # ----------------------------------------------------------------------------- the cost
 
 class TrajectoryCost(nn.Module):
@@ -438,7 +405,7 @@ class TrajectoryCost(nn.Module):
 
     def __init__(self, history: int = 10, ctx_dim: int = 13, steps: int = 40, dt: float = 0.1,
                  hidden: int = 64, knots: int = 9, init_weight: float = 0.1,
-                 use_features: bool = True, use_neural: bool = True, context_hidden: int = 0):
+                 use_features: bool = True, use_neural: bool = True):
         super().__init__()
         self.dt, self.steps, self.history = dt, steps, history
         self.scale_floor = 0.05
@@ -449,8 +416,6 @@ class TrajectoryCost(nn.Module):
         self.theta = nn.Parameter(torch.full((len(FEATURES),), math.log(init_weight) / self.theta_scale))
         self.register_buffer("feature_scale", torch.ones(len(FEATURES)))
         self.neural = HistoryTerm(history, ctx_dim, steps, dt, hidden, knots)
-        self.context = (ContextWeights(history, ctx_dim, steps, len(FEATURES), context_hidden)
-                        if context_hidden and use_features else None)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -468,8 +433,6 @@ class TrajectoryCost(nn.Module):
         if self.use_features:
             feats = trajectory_features(states, u, cond, self.dt)
             w = self.feature_weights().to(feats.dtype) / self.feature_scale.to(feats.dtype).clamp_min(_EPS)
-            if self.context is not None:
-                w = w * torch.exp(self.context(cond, self.neural.in_scale))            # (B,T,F)
             cost = (feats * w).sum(-1 if per_step else (1, 2))
         if self.use_neural and not per_step:
             neural = self.neural(states[..., :2], nominal_pos, cond, enc)

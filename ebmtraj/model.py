@@ -47,7 +47,6 @@ class ModelConfig:
     whiten_shrink: float = 0.33      # z = 1 is this fraction of the demonstrations' control spread
     start_net: bool = False          # a cooperative generator (StartNet) that starts the search
     start_latent: int = 8            # its latent size
-    context_hidden: int = 0          # > 0: scene-dependent feature weights (cost.ContextWeights), this wide
 
     def validate(self, prefix=""):
         if self.basis not in ("whitened", "level", "increment"):
@@ -58,8 +57,6 @@ class ModelConfig:
             raise ConfigError(f"{prefix}whiten_shrink must be in (0, 10], got {self.whiten_shrink}")
         if self.start_latent < 1:
             raise ConfigError(f"{prefix}start_latent must be >= 1, got {self.start_latent}")
-        if self.context_hidden < 0:
-            raise ConfigError(f"{prefix}context_hidden must be >= 0, got {self.context_hidden}")
 
 
 @dataclass
@@ -143,8 +140,7 @@ def build_model(cfg: ModelConfig, history: int, steps: int, scale=(0.5, 0.01)) -
     """The energy with untrained weights (``history`` frames in, ``steps`` controls out)."""
     cost = TrajectoryCost(history=history, ctx_dim=len(CTX_NAMES), steps=steps, dt=cfg.dt,
                           hidden=cfg.hidden, knots=cfg.knots, init_weight=cfg.init_weight,
-                          use_features=cfg.use_features, use_neural=cfg.use_neural,
-                          context_hidden=cfg.context_hidden)
+                          use_features=cfg.use_features, use_neural=cfg.use_neural)
     model = IOCEnergy(cost, ControlParam(scale, cfg.basis, steps), sigma_ref=cfg.sigma_ref,
                       wheelbase=cfg.wheelbase, grad_clip=cfg.grad_clip)
     if cfg.start_net:

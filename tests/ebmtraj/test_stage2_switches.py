@@ -148,34 +148,3 @@ def test_the_anchor_is_stage_1s_likelihood():
     assert load(None, ["stage2.anchor=0.1"]).stage2.anchor == 0.1
     with pytest.raises(ConfigError, match="anchor"):
         load(None, ["stage2.anchor=-1"])
-
-
-def test_context_weights_start_as_the_plain_energy_and_learn_in_stage_2_only(tmp_path):
-    """model.context_hidden: scene-dependent feature weights. Zero-initialised, the energy is the
-    plain model's; stage 1 (the neural term's likelihood) leaves them alone; they change the cost
-    per scene once trained; a saved model rebuilds them."""
-    torch.manual_seed(0)
-    plain = ioc.build_model(ioc.ModelConfig(start_net=True), 10, 40)
-    torch.manual_seed(0)
-    model = ioc.build_model(ioc.ModelConfig(start_net=True, context_hidden=16), 10, 40)
-    model.load_state_dict(plain.state_dict(), strict=False)
-    cond = _rows()
-    cond["nominal"] = model.nominal(cond)
-    z = 0.3 * torch.randn(8, 40, 2, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(model.energy(z, cond), plain.energy(z, cond))
-    data = {"x": z, **cond}
-    ioc.pretrain_neural(model, data, steps=3, batch_size=8)
-    assert all((p == 0).all() for p in model.cost.context.net[-1].parameters())
-    e = model.energy(z, cond).sum()
-    e.backward()
-    assert model.cost.context.net[-1].weight.grad.abs().sum() > 0
-    with torch.no_grad():
-        model.cost.context.net[-1].bias.fill_(1.0)           # every weight x e in every scene
-        feats = model.cost(*model.rollout(z, cond), cond, cond["nominal"])
-        base = plain.cost(*plain.rollout(z, cond), cond, cond["nominal"])
-    assert (feats > base).all()
-    ioc.save_model(model, tmp_path / "m.pt", {"model": {"start_net": True, "context_hidden": 16}})
-    loaded = ioc.load_model(tmp_path / "m.pt")[0]
-    torch.testing.assert_close(loaded.energy(z, cond), model.energy(z, cond))
-    with pytest.raises(ConfigError, match="context_hidden"):
-        load(None, ["model.context_hidden=-1"])
