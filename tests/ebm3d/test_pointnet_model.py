@@ -89,11 +89,17 @@ def test_published_network_layout():
     assert PointNetSpec(**PAPER, n_points=64).macs_per_point() > 20 * PointNetSpec(**CPU_DEFAULT, n_points=64).macs_per_point()
 
 
-def test_point_conv_equals_conv1d():
-    model, x = _model(), _clouds()
-    conv = model.convs[0]
-    h = x.transpose(1, 2)
-    torch.testing.assert_close(conv(h), torch.nn.functional.conv1d(h, conv.weight, conv.bias))
+def test_point_norm_normalises_each_channel_over_the_points_then_scales_per_channel():
+    from ebm3d.models.pointnet import PointNorm
+
+    norm = PointNorm(5).double()
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 5).view(5, 1))
+        norm.bias.copy_(torch.linspace(-1.0, 1.0, 5).view(5, 1))
+    h = torch.randn(3, 5, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 3 + 1
+    mean, var = h.mean(2, keepdim=True), h.var(2, unbiased=False, keepdim=True)
+    expected = (h - mean) / torch.sqrt(var + norm.eps) * norm.weight + norm.bias
+    torch.testing.assert_close(norm(h), expected)
 
 
 @pytest.mark.parametrize("kw, key", [({"widths": []}, "widths"), ({"mlp": [0]}, "mlp"),
