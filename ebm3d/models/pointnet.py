@@ -115,7 +115,7 @@ class PointNorm(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         # a group norm with one group per channel is exactly this normalisation, with the affine
-        # fused (about 1.25x faster per update than layer_norm followed by a separate affine)
+        # fused (about 1.4x faster per update than layer_norm followed by a separate affine)
         return F.group_norm(h, h.shape[1], self.weight.squeeze(-1), self.bias.squeeze(-1), self.eps)
 
 
