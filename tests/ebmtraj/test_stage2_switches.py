@@ -1,6 +1,6 @@
 """Stage 2's switches added in issue 12 ("the energy's own gain"): the parameter average
 (``train.average``, the engine's: an exponential moving average of the model's state is what validation
-measures and model selection saves) the parameter sets ``stage2.params: weights`` /
+measures and model selection saves), the parameter sets ``stage2.params: weights`` /
 ``anchored``, and the likelihood anchor ``stage2.anchor`` (fast, constructed rows)."""
 from __future__ import annotations
 
