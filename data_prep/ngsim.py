@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", type=int, default=10, help="history frames")
     p.add_argument("--future", type=int, default=40, help="future frames")
     p.add_argument("--stride", type=int, default=10, help="frames between window starts")
+    p.add_argument("--train-stride", type=int, default=None,
+                   help="frames between training-window starts (default: --stride)")
     p.add_argument("--neighbours", type=int, default=5, help="K nearest neighbours")
     p.add_argument("--radius", type=float, default=30.0, help="neighbour radius [m]")
     p.add_argument("--window", type=int, default=21, help="Savitzky-Golay window [frames]")
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
         ccfg = CleanConfig(window=args.window, polyorder=args.polyorder,
                            wheelbase=args.wheelbase, min_length=max(25, args.window))
         scfg = SceneConfig(history=args.history, future=args.future, stride=args.stride,
-                           neighbours=args.neighbours, radius=args.radius)
+                           train_stride=args.train_stride, neighbours=args.neighbours, radius=args.radius)
         out = prepare(args.dataset, inputs=args.input, out=args.out, seed=args.seed,
                       clean_config=ccfg, scene_config=scfg, limit=args.limit,
                       lanes=args.lanes, on_bad=args.on_bad)

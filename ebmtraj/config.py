@@ -23,6 +23,7 @@ from .model import ModelConfig, PredictConfig
 
 DATASETS = ("us101-vehicles", "commonroad", "synthetic", "i80-first-minute", "raw")
 DEFAULT_HISTORY = 10     # frames (1 s at 10 Hz)
+DEFAULT_STRIDE = 10      # frames between window starts (1 s at 10 Hz)
 MAX_HISTORY = 100        # frames (10 s)
 
 
@@ -42,21 +43,28 @@ class DataConfig:
     # history frames per window at 10 Hz (10: 1 s; 30: 3 s, the CS-LSTM protocol's); the future
     # stays 40 frames (4 s at 10 Hz: the model steps at 0.1 s and the tables report 1-4 s)
     history: int = check(DEFAULT_HISTORY, min=3, max=MAX_HISTORY)
+    # frames between training-window starts (validation and test windows start every
+    # DEFAULT_STRIDE frames, 1 s, whatever this is): 2 cuts 5x as many overlapping windows
+    train_stride: int = check(DEFAULT_STRIDE, min=1, max=DEFAULT_STRIDE)
 
     def root(self) -> Path:
         """The scene cache: ``data.cache``, else cache_root()/ebmtraj/<dataset>, with
-        ``-history<N>`` appended for a history other than the default 10 frames (so a longer
-        history never overwrites the 1 s data)."""
+        ``-history<N>`` appended for a history other than the default 10 frames and
+        ``-trainstride<N>`` for a training stride other than 10 (so neither ever overwrites the
+        default data)."""
         if self.cache:
             return Path(self.cache)
         suffix = "" if self.history == DEFAULT_HISTORY else f"-history{self.history}"
+        if self.train_stride != DEFAULT_STRIDE:
+            suffix += f"-trainstride{self.train_stride}"
         return cache_root() / "ebmtraj" / f"{self.dataset}{suffix}"
 
     def scene_config(self):
         """The windowing of ``ebmtraj prepare`` (:class:`ebmtraj.data.scenes.SceneConfig`)."""
         from .data.scenes import SceneConfig
 
-        return SceneConfig(history=self.history)
+        return SceneConfig(history=self.history, stride=DEFAULT_STRIDE,
+                           train_stride=self.train_stride)
 
 
 @dataclass

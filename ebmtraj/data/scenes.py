@@ -5,7 +5,9 @@ experiment config's ``data.history`` sets the first, e.g. 30 for 3 s) of a targe
 to K neighbours: the tracks of the same recording and split that are present in every frame of
 the window and whose raw position lies within ``radius`` of the target's at the last history
 frame, nearest first. Windows start on frames ``k`` with ``k % stride == 0``,
-so the windows of different targets at one time line up.
+so the windows of different targets at one time line up; the training split may use a shorter
+``train_stride`` (denser, overlapping windows: more training data from the same tracks, as in
+the published NGSIM protocols), while validation and test keep ``stride``.
 
 Tensors of one split (N scenes, A = 1 + K agents, agent 0 the target, T frames):
 
@@ -63,6 +65,7 @@ class SceneConfig:
     history: int = 10
     future: int = 40
     stride: int = 10
+    train_stride: int | None = None   # frames between training-window starts (None: stride)
     neighbours: int = 5
     radius: float = 30.0
     default_length: float = 4.5
@@ -78,6 +81,13 @@ class SceneConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise ConfigError(f"scene {name} must be a whole number of frames >= {least}, got {value!r}")
+        t = self.train_stride
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1):
+            raise ConfigError(f"scene train_stride must be a whole number of frames >= 1, got {t!r}")
+
+    def stride_of(self, split: str) -> int:
+        """Frames between window starts in ``split``."""
+        return self.train_stride if split == "train" and self.train_stride else self.stride
 
     @property
     def frames(self) -> int:
@@ -162,7 +172,8 @@ def build_scenes(tracks: pd.DataFrame, split_of: dict[tuple[str, int], str],
             vids = {v for (r, v), s in split_of.items() if r == rec and s == split}
             part = rt[rt["vehicle_id"].isin(vids)]
             if len(part):
-                per_split[split] += _recording_windows(part, cfg, rec_index[rec])
+                per_split[split] += _recording_windows(part, cfg, rec_index[rec],
+                                                       cfg.stride_of(split))
     out = {}
     for split, items in per_split.items():
         out[split] = _stack(items, cfg, recs, ccfg)
@@ -173,7 +184,8 @@ def build_scenes(tracks: pd.DataFrame, split_of: dict[tuple[str, int], str],
     return out, report
 
 
-def _recording_windows(rt: pd.DataFrame, cfg: SceneConfig, rec_idx: int) -> list[dict]:
+def _recording_windows(rt: pd.DataFrame, cfg: SceneConfig, rec_idx: int,
+                       stride: int) -> list[dict]:
     rt = rt.sort_values(["track_id", "k"])
     tid = rt["track_id"].to_numpy()
     k = rt["k"].to_numpy()
@@ -187,8 +199,8 @@ def _recording_windows(rt: pd.DataFrame, cfg: SceneConfig, rec_idx: int) -> list
     T, H = cfg.frames, cfg.history
     items = []
     for i in range(len(starts)):
-        first = -(-kmin[i] // cfg.stride) * cfg.stride
-        for k0 in range(int(first), int(kmax[i]) - T + 2, cfg.stride):
+        first = -(-kmin[i] // stride) * stride
+        for k0 in range(int(first), int(kmax[i]) - T + 2, stride):
             present = (kmin <= k0) & (kmax >= k0 + T - 1)
             present[i] = False
             cand = np.flatnonzero(present)
