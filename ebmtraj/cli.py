@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train EBM-IOC (and/or the LSTM baseline)")
     common(p)
     p.add_argument("--model", choices=("ioc", "lstm", "all"), default="all")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over: an existing run folder is set aside (renamed "
+                        "<run>.previous-<UTC time>), nothing is deleted")
     p = sub.add_parser("predict", help="predict one split (or one scene) and save the predictions")
     common(p)
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -101,8 +104,15 @@ def _prepare(cfg, args) -> int:
 
 
 def _train(cfg, args) -> int:
+    from ebmcore.runs import request_fresh, set_aside
+
     from .experiment import fit_ioc, fit_lstm
 
+    if args.fresh:
+        if args.model == "lstm":        # no Trainer opens the folder: set it aside now
+            set_aside(cfg.run_dir())
+        else:                           # set aside once stage 2's Trainer opens it
+            request_fresh(cfg.run_dir())
     if args.model in ("ioc", "all"):
         s = fit_ioc(cfg)
         print(f"EBM-IOC: best validation mean RMSE {s.get('best_val', float('nan')):.3f} m at step "

@@ -86,3 +86,17 @@ def test_the_library_does_not_import_data_prep():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_changed_run_is_refused_and_fresh_sets_the_old_one_aside(tmp_path, capsys):
+    cfg = _config(tmp_path)
+    assert main(["train", str(cfg), "--model", "ioc"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    old = (run / "model.pt").read_bytes()
+    assert main(["train", str(cfg), "--model", "ioc", "data.val_rows=8"]) == 2
+    assert "--fresh" in capsys.readouterr().err
+    assert (run / "model.pt").read_bytes() == old
+    assert main(["train", str(cfg), "--model", "ioc", "data.val_rows=8", "--fresh"]) == 0
+    aside = list((tmp_path / "runs").glob("tiny.previous-*"))
+    assert len(aside) == 1 and (aside[0] / "model.pt").read_bytes() == old
+    assert (run / "model.pt").is_file()
