@@ -61,3 +61,24 @@ def small_cache() -> Path:
         save_tensors(subset_scenes(sc, sel), folder / f"scenes_{split}.pt")
     save_tensors(load_tensors(data["prepared"] / "lanes.pt"), folder / "lanes.pt")
     return folder
+
+
+def us101_tracks(vehicles: int, *, lanes: bool = False):
+    """Cleaned tracks of the first ``vehicles`` shared US-101 vehicles and their split by vehicle
+    (seed 0): ``(tracks, split_of)``, or ``(tracks, split_of, {"us101": lane map})`` with Frenet
+    columns when ``lanes``. Skips where the data folder is absent."""
+    from ebmcore.paths import dataset_dir
+    from ebmtraj.data.cleaning import clean
+    from ebmtraj.data.lanes import LaneMap
+    from ebmtraj.data.ngsim import read_us101_vehicles
+    from ebmtraj.data.scenes import annotate_frenet, assign_splits
+
+    folder = dataset_dir("ngsim-us101-vehicles")
+    if folder is None:
+        pytest.skip("real data folder ngsim-us101-vehicles is absent under EBM_DATA")
+    tracks, _ = clean(read_us101_vehicles(folder, vehicles=vehicles))
+    if not lanes:
+        return tracks, assign_splits(tracks, "vehicle", seed=0)
+    lane_map = LaneMap.infer_from_lateral(tracks["x"], tracks["y"])
+    tracks = annotate_frenet(tracks, {"us101": lane_map})
+    return tracks, assign_splits(tracks, "vehicle", seed=0), {"us101": lane_map}

@@ -9,7 +9,9 @@ import torch
 
 from ebmcore.errors import ConfigError, DataError
 from ebmcore.io import save_tensors
-from ebmcore.paths import cache_root, dataset_dir
+from ebmcore.paths import cache_root
+
+from .ioc_helpers import us101_tracks
 
 ROOT = Path(__file__).resolve().parents[2]
 HIST3 = ROOT / "configs" / "ioc_us101_hist3.yaml"
@@ -18,18 +20,7 @@ HIST3 = ROOT / "configs" / "ioc_us101_hist3.yaml"
 @pytest.fixture(scope="module")
 def tracks():
     """Cleaned tracks of the first 40 shared US-101 vehicles with Frenet columns and a split."""
-    from ebmtraj.data.cleaning import clean
-    from ebmtraj.data.lanes import LaneMap
-    from ebmtraj.data.ngsim import read_us101_vehicles
-    from ebmtraj.data.scenes import annotate_frenet, assign_splits
-
-    folder = dataset_dir("ngsim-us101-vehicles")
-    if folder is None:
-        pytest.skip("real data folder ngsim-us101-vehicles is absent under EBM_DATA")
-    tr, _ = clean(read_us101_vehicles(folder, vehicles=40))
-    lanes = LaneMap.infer_from_lateral(tr["x"], tr["y"])
-    tr = annotate_frenet(tr, {"us101": lanes})
-    return tr, assign_splits(tr, "vehicle", seed=0), {"us101": lanes}
+    return us101_tracks(40, lanes=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from ebmcore.errors import ConfigError
-from ebmcore.paths import cache_root, dataset_dir
+from ebmcore.paths import cache_root
+
+from .ioc_helpers import us101_tracks
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ioc_commonroad.yaml"
 
@@ -15,15 +17,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ioc_commonroad.yaml"
 @pytest.fixture(scope="module")
 def tracks():
     """Cleaned tracks of the first 30 shared US-101 vehicles and a split by vehicle."""
-    from ebmtraj.data.cleaning import clean
-    from ebmtraj.data.ngsim import read_us101_vehicles
-    from ebmtraj.data.scenes import assign_splits
-
-    folder = dataset_dir("ngsim-us101-vehicles")
-    if folder is None:
-        pytest.skip("real data folder ngsim-us101-vehicles is absent under EBM_DATA")
-    tr, _ = clean(read_us101_vehicles(folder, vehicles=30))
-    return tr, assign_splits(tr, "vehicle", seed=0)
+    return us101_tracks(30)
 
 
 def test_train_stride_densifies_training_windows_only(tracks):
