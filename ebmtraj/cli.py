@@ -18,7 +18,7 @@ import sys
 import torch
 
 from ebmcore.cli_errors import cli_main, parse_with_overrides
-from ebmcore.errors import DataError
+from ebmcore.errors import ConfigError, DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,15 +104,15 @@ def _prepare(cfg, args) -> int:
 
 
 def _train(cfg, args) -> int:
-    from ebmcore.runs import request_fresh, set_aside
+    from ebmcore.runs import request_fresh
 
     from .experiment import fit_ioc, fit_lstm
 
     if args.fresh:
-        if args.model == "lstm":        # no Trainer opens the folder: set it aside now
-            set_aside(cfg.run_dir())
-        else:                           # set aside once stage 2's Trainer opens it
-            request_fresh(cfg.run_dir())
+        if args.model == "lstm":
+            raise ConfigError("--fresh starts the EBM-IOC run over; --model lstm refits the LSTM "
+                              "in the existing run without it")
+        request_fresh(cfg.run_dir())    # set aside once stage 2's Trainer opens the folder
     if args.model in ("ioc", "all"):
         s = fit_ioc(cfg)
         print(f"EBM-IOC: best validation mean RMSE {s.get('best_val', float('nan')):.3f} m at step "

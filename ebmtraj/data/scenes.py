@@ -77,13 +77,13 @@ class SceneConfig:
     history_accel_polyorder: int = 2
 
     def __post_init__(self):
-        for name, least in (("history", 2), ("future", 1), ("stride", 1), ("neighbours", 0)):
+        for name, least in (("history", 2), ("future", 1), ("stride", 1), ("train_stride", 1),
+                            ("neighbours", 0)):
             value = getattr(self, name)
+            if value is None and name == "train_stride":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise ConfigError(f"scene {name} must be a whole number of frames >= {least}, got {value!r}")
-        t = self.train_stride
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1):
-            raise ConfigError(f"scene train_stride must be a whole number of frames >= 1, got {t!r}")
 
     def stride_of(self, split: str) -> int:
         """Frames between window starts in ``split``."""

@@ -100,3 +100,7 @@ def test_a_changed_run_is_refused_and_fresh_sets_the_old_one_aside(tmp_path, cap
     aside = list((tmp_path / "runs").glob("tiny.previous-*"))
     assert len(aside) == 1 and (aside[0] / "model.pt").read_bytes() == old
     assert (run / "model.pt").is_file()
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--model", "lstm", "--fresh"]) == 2
+    assert "--fresh" in capsys.readouterr().err
+    assert len(list((tmp_path / "runs").glob("tiny.previous-*"))) == 1
