@@ -93,8 +93,11 @@ def test_a_changed_run_is_refused_and_fresh_sets_the_old_one_aside(tmp_path, cap
     assert main(["train", str(cfg), "--model", "ioc"]) == 0
     run = tmp_path / "runs" / "tiny"
     old = (run / "model.pt").read_bytes()
+    capsys.readouterr()
     assert main(["train", str(cfg), "--model", "ioc", "data.val_rows=8"]) == 2
-    assert "--fresh" in capsys.readouterr().err
+    refused = capsys.readouterr()
+    assert "--fresh" in refused.err
+    assert "training windows" not in refused.out  # refused before stage 1 starts
     assert (run / "model.pt").read_bytes() == old
     assert main(["train", str(cfg), "--model", "ioc", "data.val_rows=8", "--fresh"]) == 0
     aside = list((tmp_path / "runs").glob("tiny.previous-*"))
