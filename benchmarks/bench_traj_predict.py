@@ -2,8 +2,9 @@
 
 Scenes: one shared CommonRoad NGSIM scenario prepared with up to 9 neighbours within 60 m (so
 10-agent scenes exist); the model: a trained ``model.pt`` (``--model``, default
-runs/ioc_us101/model.pt) or, where absent, a model set up on the scenario without training (the
-cost of an evaluation does not depend on the weights). Prediction settings are those of the
+runs/ioc_commonroad/model.pt, with 1 s of history like the scenario's scenes) or, where absent,
+a model set up on the scenario without training (the cost of an evaluation does not depend on
+the weights). Prediction settings are those of the
 experiment config (``--config``): the closed-form reference start, ``opt_steps`` Adam steps
 (minimum cost) and ``samples`` x ``steps`` Langevin steps (sampling). Single thread.
 
@@ -59,7 +60,7 @@ def scenes_with_ten_agents(out: Path):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="configs/ioc_us101.yaml")
+    ap.add_argument("--config", default="configs/ioc_commonroad.yaml")
     ap.add_argument("--model", default=None, help="model.pt (default runs/<config name>/model.pt)")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--train-steps", type=int, default=5)

@@ -14,7 +14,7 @@ from ebmcore.paths import cache_root
 from .ioc_helpers import us101_tracks
 
 ROOT = Path(__file__).resolve().parents[2]
-HIST3 = ROOT / "configs" / "ioc_us101_hist3.yaml"
+HIST3 = ROOT / "configs" / "ioc_us101.yaml"   # 3 s of history
 
 
 @pytest.fixture(scope="module")
@@ -125,17 +125,17 @@ def test_caches_commands_and_mismatched_data(scenes, monkeypatch, tmp_path):
     from ebmtraj.config import load
     from ebmtraj.experiment import load_split
 
-    one = load(ROOT / "configs" / "ioc_us101.yaml")
+    one = load(HIST3, ["data.history=10"])
     three = load(HIST3)
     assert one.data.history == 10 and one.data.root() == cache_root() / "ebmtraj" / "us101-vehicles"
     assert three.data.history == 30 and three.data.root() == cache_root() / "ebmtraj" / "us101-vehicles-history30"
-    assert three.evaluate.record == "us101_hist3" and three.name == "ioc_us101_hist3"
+    assert three.evaluate.record == "us101" and three.name == "ioc_us101"
 
     seen = {}
     monkeypatch.setattr(prep, "prepare", lambda name, **kw: seen.update(name=name, **kw) or Path(kw["out"]))
     assert main(["prepare", str(HIST3), f"data.cache={tmp_path / 'c'}"]) == 0
     assert seen["scene_config"].history == 30 and seen["out"] == tmp_path / "c"
-    assert main(["prepare", str(ROOT / "configs" / "ioc_us101.yaml")]) == 0
+    assert main(["prepare", str(HIST3), "data.history=10"]) == 0
     assert seen["scene_config"].history == 10 and seen["out"] == one.data.root()
 
     for h in (10, 30):
