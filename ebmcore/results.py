@@ -106,6 +106,17 @@ def adopt(source: str | Path, sections: list[str], results_dir: Path | None = No
     return _write(path, data)
 
 
+def drop(name: str, sections: list[str], results_dir: Path | None = None) -> Path:
+    """Remove ``sections`` from ``<results_dir>/<name>.json``: figures whose command the project
+    no longer has (a renamed or merged config). The git history keeps them; returns the path."""
+    path = Path(results_dir or RESULTS_DIR) / f"{name}.json"
+    data = json.loads(path.read_text())
+    missing = [s for s in sections if s not in data]
+    if missing:
+        raise KeyError(f"{path}: no section {', '.join(missing)} (it has {', '.join(sorted(data))})")
+    return _write(path, {k: v for k, v in data.items() if k not in sections})
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -114,9 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     cmd = sub.add_parser("adopt", help="copy recorded sections from another checkout's results file")
     cmd.add_argument("source", type=Path)
     cmd.add_argument("sections", nargs="+")
+    cmd = sub.add_parser("drop", help="remove sections whose command the project no longer has")
+    cmd.add_argument("name", help="results file name without .json (ebm3d, ebmtraj, ...)")
+    cmd.add_argument("sections", nargs="+")
     args = parser.parse_args(argv)
     try:
-        print(adopt(args.source, args.sections))
+        if args.command == "adopt":
+            print(adopt(args.source, args.sections))
+        else:
+            print(drop(args.name, args.sections))
     except (OSError, KeyError, json.JSONDecodeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
