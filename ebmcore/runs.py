@@ -203,6 +203,15 @@ def check_resume(run_dir: str | Path, config: dict) -> None:
                              "aside) or another name=...")
 
 
+def refuse_changed_resume(run_dir: str | Path, config: dict, *, resume: bool = True) -> None:
+    """The config check :func:`open_run` makes, callable before costly work that precedes it:
+    refuse ``config`` if it would resume a saved run (a checkpoint, no fresh start requested)
+    whose model or data it changes."""
+    run_dir = Path(run_dir).resolve()
+    if resume and _pending_fresh(run_dir) is None and (run_dir / CHECKPOINT_FILE).exists():
+        check_resume(run_dir, config)
+
+
 # ---------------------------------------------------------------- opening a run
 
 
@@ -233,8 +242,8 @@ def open_run(run_dir: str | Path, *, resume: bool, config: dict | None) -> bool:
     _opened.add(run_dir)
     try:
         remove_orphans(run_dir)
-        if resume and config is not None and (run_dir / CHECKPOINT_FILE).exists():
-            check_resume(run_dir, config)
+        if config is not None:
+            refuse_changed_resume(run_dir, config, resume=resume)
     except BaseException:
         unlock_run(run_dir)
         raise

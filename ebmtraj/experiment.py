@@ -97,8 +97,7 @@ def fit_ioc(cfg: IOCConfig, log=print) -> dict:
     split, model selection on the val split; writes ``runs/<name>/model.pt``."""
     torch.manual_seed(cfg.seed)
     run_dir = cfg.run_dir()
-    if not runs.fresh_requested(run_dir) and (run_dir / runs.CHECKPOINT_FILE).exists():
-        runs.check_resume(run_dir, to_dict(cfg))  # refuse a changed config before stage 1, not after it
+    runs.refuse_changed_resume(run_dir, to_dict(cfg))  # before stage 1, not once stage 2 opens the run
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     sc_tr, tr, va = training_rows(cfg)

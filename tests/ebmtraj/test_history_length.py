@@ -14,7 +14,7 @@ from ebmcore.paths import cache_root
 from .ioc_helpers import us101_tracks
 
 ROOT = Path(__file__).resolve().parents[2]
-HIST3 = ROOT / "configs" / "ioc_us101.yaml"   # 3 s of history
+US101 = ROOT / "configs" / "ioc_us101.yaml"   # 3 s of history
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +111,10 @@ def test_bad_history_values_are_one_line_config_errors():
                          ("3.5", "data.history: expected an integer"),
                          ("abc", "data.history")):
         with pytest.raises(ConfigError) as err:
-            load(HIST3, [f"data.history={value}"])
+            load(US101, [f"data.history={value}"])
         assert words in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ConfigError, match=r"data.history \(4 frames\) is shorter than inputs.fit_frames \(5\)"):
-        load(HIST3, ["data.history=4", "inputs.fit_frames=5"])
+        load(US101, ["data.history=4", "inputs.fit_frames=5"])
     with pytest.raises(ConfigError, match="scene history must be a whole number of frames >= 2, got 1"):
         SceneConfig(history=1)
 
@@ -125,25 +125,25 @@ def test_caches_commands_and_mismatched_data(scenes, monkeypatch, tmp_path):
     from ebmtraj.config import load
     from ebmtraj.experiment import load_split
 
-    one = load(HIST3, ["data.history=10"])
-    three = load(HIST3)
+    one = load(US101, ["data.history=10"])
+    three = load(US101)
     assert one.data.history == 10 and one.data.root() == cache_root() / "ebmtraj" / "us101-vehicles"
     assert three.data.history == 30 and three.data.root() == cache_root() / "ebmtraj" / "us101-vehicles-history30"
     assert three.evaluate.record == "us101" and three.name == "ioc_us101"
 
     seen = {}
     monkeypatch.setattr(prep, "prepare", lambda name, **kw: seen.update(name=name, **kw) or Path(kw["out"]))
-    assert main(["prepare", str(HIST3), f"data.cache={tmp_path / 'c'}"]) == 0
+    assert main(["prepare", str(US101), f"data.cache={tmp_path / 'c'}"]) == 0
     assert seen["scene_config"].history == 30 and seen["out"] == tmp_path / "c"
-    assert main(["prepare", str(HIST3), "data.history=10"]) == 0
+    assert main(["prepare", str(US101), "data.history=10"]) == 0
     assert seen["scene_config"].history == 10 and seen["out"] == one.data.root()
 
     for h in (10, 30):
         for split in ("train", "val", "test"):
             save_tensors(scenes[h], tmp_path / f"h{h}" / f"scenes_{split}.pt")
-    sc, _ = load_split(load(HIST3, [f"data.cache={tmp_path / 'h30'}"]), "test")
+    sc, _ = load_split(load(US101, [f"data.cache={tmp_path / 'h30'}"]), "test")
     assert int(sc["history"]) == 30 and sc["positions_raw"].shape[2] == 70
-    sc, _ = load_split(load(HIST3, [f"data.cache={tmp_path / 'h30'}", "data.history=10"]), "test")
+    sc, _ = load_split(load(US101, [f"data.cache={tmp_path / 'h30'}", "data.history=10"]), "test")
     assert int(sc["history"]) == 10 and sc["positions_raw"].shape[2] == 50
     with pytest.raises(DataError, match="prepared with 10 history frames, the config asks for data.history=30"):
-        load_split(load(HIST3, [f"data.cache={tmp_path / 'h10'}"]), "test")
+        load_split(load(US101, [f"data.cache={tmp_path / 'h10'}"]), "test")
