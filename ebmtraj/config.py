@@ -19,11 +19,12 @@ from ebmcore.training_config import TrainConfig
 from ebmcore.paths import cache_root
 
 from .cost_inputs import InputConfig
+from .data.scenes import SceneConfig
 from .model import ModelConfig, PredictConfig
 
 DATASETS = ("us101-vehicles", "commonroad", "synthetic", "i80-first-minute", "raw")
-DEFAULT_HISTORY = 10     # frames (1 s at 10 Hz)
-DEFAULT_STRIDE = 10      # frames between window starts (1 s at 10 Hz)
+DEFAULT_HISTORY = SceneConfig.history   # frames (1 s at 10 Hz)
+DEFAULT_STRIDE = SceneConfig.stride     # frames between window starts (1 s at 10 Hz)
 MAX_HISTORY = 100        # frames (10 s)
 
 
@@ -61,8 +62,6 @@ class DataConfig:
 
     def scene_config(self):
         """The windowing of ``ebmtraj prepare`` (:class:`ebmtraj.data.scenes.SceneConfig`)."""
-        from .data.scenes import SceneConfig
-
         return SceneConfig(history=self.history, stride=DEFAULT_STRIDE,
                            train_stride=self.train_stride)
 

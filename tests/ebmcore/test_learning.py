@@ -139,16 +139,18 @@ def test_exploding_samples_trip_the_guard(tmp_path):
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
-def test_ddp_two_processes_equal_one_process_on_combined_batch(tmp_path):
+@pytest.mark.parametrize("mode", ["ddp", "ddp_reg"])
+def test_ddp_two_processes_equal_one_process_on_combined_batch(tmp_path, mode):
     """A real 2-process torchrun (gloo) step sequence gives the parameters of one process on
-    the combined batch (data-initialised chains, noise off, so the update is deterministic)."""
+    the combined batch (data-initialised chains, noise off, so the update is deterministic),
+    also with a regulariser computed through the bare model rather than the DDP wrapper."""
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(TOY), str(tmp_path / "ddp"),
-                          "3", "ddp"], cwd=TOY.parents[2], env=env, capture_output=True, text=True, timeout=300)
+                          "3", mode], cwd=TOY.parents[2], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    single = make_trainer(tmp_path / "single",
-                          toy_config(steps=3, **DDP_SETTINGS))
+    single = make_trainer(tmp_path / "single", toy_config(steps=3, **DDP_SETTINGS),
+                          regularised=mode == "ddp_reg")
     single.fit()
     ddp_params = torch.cat([v.flatten() for v in load_tensors(tmp_path / "ddp" / "checkpoint.pt")["model"].values()])
     assert torch.allclose(ddp_params, _params(single.model), atol=1e-6)

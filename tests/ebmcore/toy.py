@@ -54,20 +54,25 @@ DDP_SETTINGS = {"chains.kind": "data", "sampler.noise": "none", "batch_size": 32
                 "optim.lr": 0.05}
 
 
-def make_trainer(run_dir, cfg: TrainConfig, resume: bool = True, n: int = 256) -> Trainer:
+def make_trainer(run_dir, cfg: TrainConfig, resume: bool = True, n: int = 256,
+                 regularised: bool = False) -> Trainer:
+    """The toy Trainer; ``regularised``: with a regulariser through the bare model (as
+    ``ebmtraj.ioc.nll_anchor`` is), 0.1 x the mean squared energy of the minibatch."""
     torch.manual_seed(0)
-    return Trainer(MLPEnergy(32), ring(n, seed=1), cfg, run_dir, resume=resume)
+    model = MLPEnergy(32)
+    reg = (lambda batch: 0.1 * model.energy(batch["x"]).pow(2).mean()) if regularised else None
+    return Trainer(model, ring(n, seed=1), cfg, run_dir, resume=resume, regulariser=reg)
 
 
 if __name__ == "__main__":
-    # python toy.py RUN_DIR STEPS [slow]: train the toy model (used by the kill and DDP tests).
+    # python toy.py RUN_DIR STEPS [slow|ddp|ddp_reg]: train the toy model (used by the kill and
+    # DDP tests; ddp_reg: the DDP settings with the regulariser).
     import time
 
     run_dir, steps = sys.argv[1], int(sys.argv[2])
-    extra = {}
-    if len(sys.argv) > 3 and sys.argv[3] == "ddp":
-        extra = DDP_SETTINGS
-    trainer = make_trainer(run_dir, toy_config(steps=steps, **extra))
-    if len(sys.argv) > 3 and sys.argv[3] == "slow":
+    mode = sys.argv[3] if len(sys.argv) > 3 else ""
+    extra = DDP_SETTINGS if mode.startswith("ddp") else {}
+    trainer = make_trainer(run_dir, toy_config(steps=steps, **extra), regularised=mode == "ddp_reg")
+    if mode == "slow":
         trainer.callbacks.append(lambda t, step, m: time.sleep(0.05))
     trainer.fit()
