@@ -44,6 +44,7 @@ from ebmcore.paths import cache_root, data_root
 
 from .cleaning import CleanConfig, clean
 from .commonroad import read_commonroad
+from .headways import derive_headways
 from .lanes import LaneMap, fit_rigid
 from .ngsim import (read_i80_first_minute, read_ngsim_csv, read_ngsim_raw, read_us101_vehicles,
                     recorded_headways)
@@ -87,6 +88,8 @@ def prepare(name: str, *, inputs: list[str | Path] | None = None, out: str | Pat
         raise DataError(f"{name}: no track survived cleaning (see the cleaning report)")
     lane_maps = _finish_lanes(name, tracks, lane_maps, manifest)
     tracks = annotate_frenet(tracks, lane_maps)
+    if name != "us101-vehicles":   # complete traffic: each vehicle's leader is among the tracks
+        tracks["headway"] = derive_headways(tracks)
     split_of = assign_splits(tracks, split_by, fractions=fractions, seed=seed, group_of=group_of)
     scenes, sreport = build_scenes(tracks, split_of, scfg, ccfg)
     manifest["scenes"] = sreport
@@ -97,7 +100,7 @@ def prepare(name: str, *, inputs: list[str | Path] | None = None, out: str | Pat
             groups.setdefault(s, set()).add(group_of.get(rec, rec))
         manifest["split"]["groups"] = {s: sorted(g) for s, g in groups.items()}
     manifest["leakage"] = check_leakage(scenes)
-    if name == "us101-vehicles":          # recorded headways, for virtual leaders (the tidy table has none)
+    if name == "us101-vehicles":   # recorded headways (the leaders are mostly not among the tracks)
         src = Path(inputs[0]) if inputs else data_root() / "ngsim-us101-vehicles"
         for tensors in scenes.values():
             tensors["headway"] = torch.as_tensor(recorded_headways(tensors, src), dtype=torch.float32)

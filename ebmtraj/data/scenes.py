@@ -33,6 +33,9 @@ track_id            (N,A) i64         cleaning's track id (-1: padding)
 vehicle_id          (N,A) i64         source vehicle id (-1: padding)
 recording           (N,) i64          index into ``recordings`` (list of names)
 t0                  (N,) f64          time of the first frame [s]
+headway             (N,A,H) f32       distance to the vehicle followed over the history frames
+                                      [m] (0: none, NaN: unknown), where the tracks carry a
+                                      ``headway`` column (:mod:`ebmtraj.data.headways`)
 ==================  ================  =========================================================
 
 Splits (:func:`assign_splits`): by vehicle (per-vehicle data: every vehicle in one split;
@@ -222,7 +225,9 @@ def _columns(rt: pd.DataFrame) -> dict[str, np.ndarray]:
         return rt[col].to_numpy(dtype=float) if col in rt else np.full(n, fill)
 
     frenet = np.stack([get(c) for c in ("station", "offset", "lane_heading", "half_width")], 1)
+    extra = {"headway": get("headway")} if "headway" in rt else {}
     return {
+        **extra,
         "states": rt[list(STATE_COLUMNS)].to_numpy(dtype=float),
         "raw": rt[["x_raw", "y_raw"]].to_numpy(dtype=float),
         "frenet": frenet,
@@ -248,6 +253,8 @@ def _stack(items: list[dict], cfg: SceneConfig, recs: list[str], ccfg: CleanConf
     vid = np.full((N, A), -1, np.int64)
     rec = np.zeros(N, np.int64)
     t0 = np.zeros(N, np.float64)
+    with_headway = bool(items) and all("headway" in it["cols"] for it in items)
+    headway = np.full((N, A, cfg.history), np.nan, np.float32)
     for n, it in enumerate(items):
         c, rows = it["cols"], it["rows"]
         a = len(rows)
@@ -267,13 +274,15 @@ def _stack(items: list[dict], cfg: SceneConfig, recs: list[str], ccfg: CleanConf
         tid[n, :a], vid[n, :a] = c["track_id"][r0], c["vehicle_id"][r0]
         rec[n] = it["rec"]
         t0[n] = c["k"][r0[0]] * cfg.dt
+        if with_headway:
+            headway[n, :a] = c["headway"][rows[:, :cfg.history]]
     _history_states(states, raw, frenet, lane, mask, cfg, ccfg)
     t = torch.from_numpy
     return {"states": t(states), "positions_raw": t(raw), "mask": t(mask), "frenet": t(frenet),
             "lane_index": t(lane), "size": t(size), "size_known": t(known),
             "ref_offset": t(ref), "track_id": t(tid), "vehicle_id": t(vid), "recording": t(rec),
             "t0": t(t0), "recordings": list(recs), "history": cfg.history,
-            "future": cfg.future, "dt": cfg.dt}
+            "future": cfg.future, "dt": cfg.dt, **({"headway": t(headway)} if with_headway else {})}
 
 
 def _history_states(states, raw, frenet, lane, mask, cfg: SceneConfig, ccfg: CleanConfig):
