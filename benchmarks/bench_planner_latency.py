@@ -34,20 +34,25 @@ import torch
 
 from ebmcore.paths import data_root
 from ebmtraj.commonroad_planning import load_scenario, read_traffic
+from ebmtraj.data.headways import headways_of_positions
 from ebmtraj.planner import Planner, PlannerConfig, Scene, SceneAgent
 
 SCENARIO = "USA_US101-24_1_T-1.xml"   # a test-split recording group
 
 
 def scene_agents(path: Path, step: int = 10, n: int = 10):
-    """The ``n`` recorded vehicles nearest the scene's centre at ``step`` with 1 s of history."""
+    """The ``n`` recorded vehicles nearest the scene's centre at ``step`` with 1 s of history,
+    each with its headway over that second derived from all the scenario's vehicles (used by
+    checkpoints trained with virtual leaders)."""
     scenario, _, lanes = load_scenario(path)
     traffic, _ = read_traffic(scenario)
     ok = [v for v in range(len(traffic.ids)) if np.isfinite(traffic.xy[v, step - 9:step + 1]).all()]
     centre = np.median(traffic.xy[ok, step], axis=0)
     ok.sort(key=lambda v: float(np.hypot(*(traffic.xy[v, step] - centre))))
     states = {s.agent_id: s for s in traffic.at(step)}
-    agents = [SceneAgent(states[int(traffic.ids[v])], traffic.xy[v, step - 9:step + 1]) for v in ok[:n]]
+    headway = headways_of_positions(traffic.xy[:, : step + 1])
+    agents = [SceneAgent(states[int(traffic.ids[v])], traffic.xy[v, step - 9:step + 1], headway[v, step - 9:step + 1])
+              for v in ok[:n]]
     return agents, lanes
 
 
@@ -72,7 +77,8 @@ def naive_single(planner: Planner, agent: SceneAgent, others, lanes, steps: int)
     from ebmtraj.planner.inputs import LaneSet, build_rows
 
     rows = build_rows([agent.state], [agent.history], [others], LaneSet.from_any(lanes),
-                      planner.loaded.inputs, history=planner.history_frames, steps=planner.loaded.steps)
+                      planner.loaded.inputs, history=planner.history_frames, steps=planner.loaded.steps,
+                      headways=[agent.headway] if planner.loaded.spec.virtual_leaders else None)
     d = planner.loaded.search
     cond = ioc.cond_of(rows.cond, planner.model)
     cfg = ioc.PredictConfig(mode="adam", samples=1, init=d.init, opt_steps=steps, adam_lr=d.adam_lr)
@@ -90,7 +96,12 @@ def accuracy(planner: Planner, steps_list, split: str = "test") -> dict:
 
     root = cache_root() / "ebmtraj" / "commonroad"
     lanes = {r: LaneMap.from_tensors(d) for r, d in load_tensors(root / "lanes.pt").items()}
-    inp = build_inputs(load_tensors(root / f"scenes_{split}.pt"), lanes, rows="target")
+    scenes = load_tensors(root / f"scenes_{split}.pt")
+    if planner.loaded.spec.virtual_leaders and "headway" not in scenes:
+        raise SystemExit(f"{root}: the checkpoint needs headways the cache lacks; prepare it again "
+                         f"(`ebmtraj prepare configs/ioc_commonroad.yaml data.train_stride=10`)")
+    headways = scenes["headway"].double().numpy() if planner.loaded.spec.virtual_leaders else None
+    inp = build_inputs(scenes, lanes, rows="target", headways=headways)
     d = planner.loaded.search
     out = {}
     for n in [d.opt_steps] + [s for s in steps_list if s != d.opt_steps]:
@@ -155,11 +166,13 @@ def main(argv=None) -> dict:
               "search": {"init": d.init, "opt_steps": d.opt_steps, "adam_lr": d.adam_lr},
               "one_agent": {}, "ten_agents": {}}
     for n in sorted(set(args.steps + [d.opt_steps])):
-        one = timed(lambda: planner.plan(ego.state, ego.history, others, lanes, 4.0, opt_steps=n), args.repeats)
+        one = timed(lambda: planner.plan(ego.state, ego.history, others, lanes, 4.0, opt_steps=n,
+                                         headway=ego.headway), args.repeats)
         base = timed(lambda: naive_single(planner, ego, others, lanes, n), args.repeats)
         joint = timed(lambda: planner.predict(scene, 4.0, opt_steps=n), max(3, args.repeats // 2))
         loop = timed(lambda: [planner.plan(a.state, a.history, [b.state for b in agents if b is not a],
-                                           lanes, 4.0, opt_steps=n) for a in agents], max(3, args.repeats // 4))
+                                           lanes, 4.0, opt_steps=n, headway=a.headway) for a in agents],
+                     max(3, args.repeats // 4))
         report["one_agent"][n] = {"planner": one, "naive_training_code": base}
         report["ten_agents"][n] = {"joint_batched": joint, "per_agent_python_loop": loop}
         print(f"Adam steps {n:3d}: one agent {one['wall_median_ms']:.1f} / p95 "

@@ -38,8 +38,10 @@ class DataConfig:
     val_rows: int = check(512, min=1)             # validation windows used for model selection
     max_test: int | None = check(None, min=1)     # subsample test scenes (None: all)
     prepare_limit: int | None = check(None, min=1)  # `ebmtraj prepare`: first N vehicles/scenarios
-    # per-vehicle US-101 only: virtual leaders from the CSVs' recorded Space_Headway (the
-    # readers drop it), because most leaders are not among the 370 recorded vehicles
+    # a virtual-leader slot per agent from its headway over the history: for us101-vehicles
+    # the CSVs' recorded Space_Headway (most leaders are not among the 370 recorded vehicles),
+    # elsewhere derived from all vehicles at each frame (ebmtraj.data.headways; a scene keeps
+    # only the neighbours present through its whole window)
     headway_leads: bool = False
     # history frames per window at 10 Hz (10: 1 s; 30: 3 s, the CS-LSTM protocol's); the future
     # stays 40 frames (4 s at 10 Hz: the model steps at 0.1 s and the tables report 1-4 s)

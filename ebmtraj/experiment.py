@@ -54,7 +54,8 @@ def load_split(cfg: IOCConfig, split: str):
 
 def headways_for(cfg: IOCConfig, scenes: dict):
     """The virtual-leader headways (S, A, H) [m] of ``cfg.data.headway_leads`` from the scene
-    cache (``headway``, written by ``ebmtraj prepare`` for us101-vehicles), or None when off."""
+    cache (``headway``, written by ``ebmtraj prepare``: recorded for us101-vehicles, derived from
+    the complete traffic for the other data sets), or None when off."""
     if not cfg.data.headway_leads:
         return None
     if "headway" not in scenes:

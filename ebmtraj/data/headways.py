@@ -56,3 +56,13 @@ def derive_headways(tracks: pd.DataFrame, *, half_width: float = 1.8, max_gap: f
     out[~np.isfinite(out)] = 0.0
     out[np.isnan(heading)] = np.nan
     return out
+
+
+def headways_of_positions(xy: np.ndarray, **kwargs) -> np.ndarray:
+    """:func:`derive_headways` of V vehicles' raw positions (V, K, 2) [m] over K frames of one
+    scene (NaN where a vehicle is absent) -> (V, K) [m] (NaN where absent)."""
+    v, k = np.nonzero(np.isfinite(xy).all(-1))
+    table = pd.DataFrame({"recording": 0, "track_id": v, "k": k, "x_raw": xy[v, k, 0], "y_raw": xy[v, k, 1]})
+    out = np.full(xy.shape[:2], np.nan)
+    out[v, k] = derive_headways(table, **kwargs)
+    return out
