@@ -258,6 +258,25 @@ class Planner:
                 f"for {'the ego' if len(headways) == 1 else f'scene agents {missing}'}")
         return headways
 
+    def _scene_headways(self, scene, active: list[int]) -> list | None:
+        """The active agents' headways for checkpoints with virtual leaders: an agent's own
+        ``headway`` where given, else derived from the scene's agents' histories by the function
+        that prepares the training data (:func:`ebmtraj.data.headways.headways_of_positions`;
+        the scene is then taken as the complete traffic around the agent)."""
+        given = [getattr(scene.agents[i], "headway", None) for i in active]
+        if not self.loaded.spec.virtual_leaders or all(h is not None for h in given):
+            return self._headways(given)
+        from ..data.headways import headways_of_positions  # pandas, only for these checkpoints
+
+        H = self.loaded.history
+        xy = np.full((len(scene.agents), H, 2), np.nan)
+        for a, agent in enumerate(scene.agents):
+            if agent.history is not None:
+                hist = np.asarray(agent.history, dtype=float).reshape(-1, 2)[-H:]
+                xy[a, H - len(hist):] = hist
+        derived = headways_of_positions(xy)
+        return self._headways([h if h is not None else derived[i] for h, i in zip(given, active)])
+
     def _horizon_steps(self, horizon: float) -> tuple[int, bool]:
         if not (isinstance(horizon, (int, float)) and math.isfinite(horizon)) or horizon <= 0:
             raise HorizonError(f"horizon must be a positive number of seconds, got {horizon!r}")
@@ -476,7 +495,8 @@ class Planner:
         current trajectories, plus the pair overlap and same-lane order penalties; the minimum-cost
         search keeps or replaces the whole scene, and the returned set is the copy (of K) with
         the lowest joint energy. Memory and time grow linearly with the agents. Scene agents
-        may carry ``headway`` (see :meth:`plan`). ``joint=False``: each agent on its own
+        may carry ``headway`` (see :meth:`plan`); for checkpoints with virtual leaders, an agent
+        without one gets it derived from the scene's histories. ``joint=False``: each agent on its own
         against the others' constant-velocity extrapolations (batched). Agents off every lane get
         a flagged fallback and stay constant-velocity neighbours of the others
         (``on_bad_input='raise'`` raises instead)."""
@@ -564,7 +584,7 @@ class Planner:
                           lane_set, self.loaded.inputs, history=self.loaded.history,
                           steps=self.loaded.steps, dt=self.dt, max_neighbours=self.config.max_neighbours,
                           radius=self.config.neighbour_radius,
-                          headways=self._headways([getattr(scene.agents[i], "headway", None) for i in active]),
+                          headways=self._scene_headways(scene, active),
                           edge_excess=excess)
         if not joint:
             return rows, None

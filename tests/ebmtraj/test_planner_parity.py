@@ -151,3 +151,58 @@ def test_export_refuses_a_start_it_does_not_implement(tmp_path):
     planner = Planner.from_checkpoint(save_checkpoint(tmp_path, replace(PCFG, init="generator")))
     with pytest.raises(ConfigError, match="generator"):
         export_planner(planner, tmp_path / "planner.ts")
+
+
+def test_virtual_leader_parity_and_headways(tmp_path, world):
+    """A checkpoint trained with virtual leaders: the planner needs the ego's headway, plans with
+    it what the training side predicts from the same headways, and the leader changes the plan;
+    ``predict`` derives a missing headway from the scene's histories as the data preparation does."""
+    from ebmtraj.data.headways import headways_of_positions
+    from ebmtraj.planner import PlannerInputError
+
+    scenes, lanes = world
+    torch.manual_seed(3)
+    model = build_model(ModelConfig(), 10, 40)
+    checkpoint = save_model(model, tmp_path / "model.pt", {"model": asdict(ModelConfig()), "predict": asdict(PCFG),
+                                                           "data": {"headway_leads": True}})
+    H, A = int(scenes["history"]), scenes["mask"].shape[1]
+    hw = np.full((1, A, H), np.nan)
+    hw[0, 0] = 30.0 - 0.5 * np.arange(H)               # agent 0 closes on a leader no scene agent is
+    cfg = replace(PCFG, mode="adam", samples=1)
+    ref = training_side_with(checkpoint, scenes, lanes, cfg, hw)
+    planner = Planner.from_checkpoint(checkpoint, interaction=False, warm_start=False)
+    agents = live_agents(scenes)
+    ego, others = agents[0], [a.state for a in agents[1:]]
+    with pytest.raises(PlannerInputError, match="headway"):
+        planner.plan(ego.state, ego.history, others, lanes)
+    plan = planner.plan(ego.state, ego.history, others, lanes, headway=hw[0, 0])
+    assert np.abs(plan.positions - ref[0, 0]).max() < 1e-4
+    free = planner.plan(ego.state, ego.history, others, lanes, headway=np.full(H, np.nan))
+    assert np.abs(free.positions - plan.positions).max() > 0.05
+
+    # neighbour slots within 5 m only: the leaders 12-16 m ahead then come as virtual leaders
+    near = Planner.from_checkpoint(checkpoint, interaction=False, warm_start=False, neighbour_radius=5.0)
+    raw = scenes["positions_raw"][0, :, :H].double().numpy()
+    derived = headways_of_positions(raw)
+    assert (derived[:, -1] > 0).sum() >= 2
+    by_derivation = near.predict(Scene(agents, lanes), joint=False)
+    by_hand = near.predict(Scene([SceneAgent(a.state, a.history, derived[i]) for i, a in enumerate(agents)],
+                                 lanes), joint=False)
+    none = near.predict(Scene([SceneAgent(a.state, a.history, np.full(H, np.nan)) for a in agents], lanes),
+                        joint=False)
+    for i, (p, q, r) in enumerate(zip(by_derivation, by_hand, none)):
+        np.testing.assert_allclose(p.positions, q.positions, atol=1e-9)
+        assert (abs(p.cost - r.cost) > 1e-3) == (derived[i, -1] > 0)   # the derived leader is costed
+
+
+def training_side_with(checkpoint, scenes, lanes, cfg, headways):
+    """:func:`training_side` (target rows, independent) with recorded headways (S, A, H)."""
+    from ebmtraj.ioc import cond_of
+    from ebmtraj.model import load_model
+
+    model = load_model(checkpoint)[0]
+    inp = build_inputs(scenes, {RECORDING: lanes}, "target", headways=headways)
+    cond = cond_of(inp, model)
+    pred = predict(model, cond, cfg)
+    pos = to_recording_frame(pred["states"][..., :2].double().flatten(1, 2), inp["origin"])
+    return pos.view(pred["states"].shape[:3] + (2,)).numpy()
