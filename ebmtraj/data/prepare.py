@@ -90,6 +90,7 @@ def prepare(name: str, *, inputs: list[str | Path] | None = None, out: str | Pat
     tracks = annotate_frenet(tracks, lane_maps)
     if name != "us101-vehicles":   # complete traffic: each vehicle's leader is among the tracks
         tracks["headway"] = derive_headways(tracks)
+        manifest["headways"] = {"derived": True, "rows_with_leader": float((tracks["headway"] > 0).mean())}
     split_of = assign_splits(tracks, split_by, fractions=fractions, seed=seed, group_of=group_of)
     scenes, sreport = build_scenes(tracks, split_of, scfg, ccfg)
     manifest["scenes"] = sreport

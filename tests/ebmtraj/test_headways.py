@@ -74,7 +74,11 @@ def test_commonroad_scenes_get_their_leaders_back(tmp_path):
 
     out = prepare("commonroad", inputs=[need("commonroad-ngsim-us101") / "USA_US101-10_1_T-1.xml"],
                   out=tmp_path / "cr")
+    import json
+
     from ebmcore.io import load_tensors
+
+    assert json.loads((out / "manifest.json").read_text())["headways"]["rows_with_leader"] > 0.7
 
     lead_share, slot_share = [], []
     for split in ("train", "val", "test"):
