@@ -206,8 +206,9 @@ class ClassifyConfig:
     """Linear classification of an unsupervised model's features (every shape model's ``classify``
     section; :mod:`ebm3d.tasks.classification`). Each model's experiment sets its own defaults.
 
-    classifier: 'logistic' (multinomial logistic regression) or 'svm' (linear SVM), on
-        standardised features.
+    classifier: 'logistic' (multinomial logistic regression) or 'svm' (linear SVM).
+    standardise: scale each feature to zero mean and unit variance on the training rows first
+        (the official GPointNet classification script feeds the raw max-pooled features).
     C: the regularisation values tried; the one (and the checkpoint) with the best
         validation accuracy is used for test.
     eval_every: training steps between validation evaluations of the features (model selection
@@ -221,6 +222,7 @@ class ClassifyConfig:
     """
 
     classifier: str = check("logistic", choices=["logistic", "svm"])
+    standardise: bool = True
     C: list[float] = check(default_factory=lambda: [0.01, 0.1, 1.0], min=1e-8, max=1e8)
     eval_every: int = check(500, min=1)
     max_iter: int = check(2000, min=10, max=1_000_000)

@@ -37,7 +37,8 @@ SPLITS = ("train", "val", "test")
 
 
 def make_classifier(cfg, C: float, seed: int):
-    """Standardisation followed by a multinomial logistic regression or a linear SVM."""
+    """A multinomial logistic regression or a linear SVM, after standardisation if
+    ``cfg.standardise``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -47,7 +48,7 @@ def make_classifier(cfg, C: float, seed: int):
         clf = LogisticRegression(C=C, max_iter=cfg.max_iter)
     else:
         clf = LinearSVC(C=C, max_iter=cfg.max_iter, random_state=seed)
-    return make_pipeline(StandardScaler(), clf)
+    return make_pipeline(*([StandardScaler()] if cfg.standardise else []), clf)
 
 
 def fit(cfg, C: float, feats: np.ndarray, ys: np.ndarray, seed: int):

@@ -16,8 +16,9 @@ def blobs(n: int, seed: int):
     return x, y
 
 
-def cfg(folds: int):
-    return SimpleNamespace(classifier="logistic", C=[1e-4, 1.0], max_iter=500, folds=folds)
+def cfg(folds: int, standardise: bool = True):
+    return SimpleNamespace(classifier="logistic", C=[1e-4, 1.0], max_iter=500, folds=folds,
+                           standardise=standardise)
 
 
 def data():
@@ -59,3 +60,15 @@ def test_more_folds_than_shapes_of_a_class_is_refused_with_the_key():
     feats, ys = data()
     with pytest.raises(ConfigError, match="classify.folds: 200 folds"):
         validation_accuracy(cfg(200), 1.0, feats, ys, seed=0)
+
+
+def test_standardise_switch():
+    """classify.standardise: false feeds the raw features (as the official GPointNet script does);
+    on features of very different scales the two classifiers differ."""
+    from ebm3d.tasks.classification import make_classifier
+
+    feats, ys = data()
+    feats = {k: v * np.array([100.0, 1.0, 0.01, 1.0, 1.0]) for k, v in feats.items()}
+    assert [type(step).__name__ for step in make_classifier(cfg(0, False), 1.0, 0)] == ["LogisticRegression"]
+    assert [type(step).__name__ for step in make_classifier(cfg(0), 1.0, 0)] == ["StandardScaler", "LogisticRegression"]
+    assert validation_accuracy(cfg(5, False), 1e-4, feats, ys, seed=0) != validation_accuracy(cfg(5), 1e-4, feats, ys, seed=0)
