@@ -40,13 +40,14 @@ def world():
     return scenes, straight_road()
 
 
-def training_side(checkpoint, scenes, lanes, cfg, rows="target", joint=False):
-    """Training-side predictions: world positions (N, K, T, 2) and energies (N, K)."""
+def training_side(checkpoint, scenes, lanes, cfg, rows="target", joint=False, headways=None):
+    """Training-side predictions: world positions (N, K, T, 2) and energies (N, K);
+    ``headways`` (S, A, H): recorded headways for a model with virtual leaders."""
     from ebmtraj.ioc import cond_of
     from ebmtraj.model import load_model
 
     model = load_model(checkpoint)[0]
-    inp = build_inputs(scenes, {RECORDING: lanes}, rows)
+    inp = build_inputs(scenes, {RECORDING: lanes}, rows, headways=headways)
     cond = cond_of(inp, model)
     for key in ("scene", "agent", "nbr_agent", "origin"):
         cond[key] = inp[key]
@@ -169,7 +170,7 @@ def test_virtual_leader_parity_and_headways(tmp_path, world):
     hw = np.full((1, A, H), np.nan)
     hw[0, 0] = 30.0 - 0.5 * np.arange(H)               # agent 0 closes on a leader no scene agent is
     cfg = replace(PCFG, mode="adam", samples=1)
-    ref = training_side_with(checkpoint, scenes, lanes, cfg, hw)
+    ref, _ = training_side(checkpoint, scenes, lanes, cfg, headways=hw)
     planner = Planner.from_checkpoint(checkpoint, interaction=False, warm_start=False)
     agents = live_agents(scenes)
     ego, others = agents[0], [a.state for a in agents[1:]]
@@ -194,15 +195,3 @@ def test_virtual_leader_parity_and_headways(tmp_path, world):
         np.testing.assert_allclose(p.positions, q.positions, atol=1e-9)
         assert (abs(p.cost - r.cost) > 1e-3) == (derived[i, -1] > 0)   # the derived leader is costed
 
-
-def training_side_with(checkpoint, scenes, lanes, cfg, headways):
-    """:func:`training_side` (target rows, independent) with recorded headways (S, A, H)."""
-    from ebmtraj.ioc import cond_of
-    from ebmtraj.model import load_model
-
-    model = load_model(checkpoint)[0]
-    inp = build_inputs(scenes, {RECORDING: lanes}, "target", headways=headways)
-    cond = cond_of(inp, model)
-    pred = predict(model, cond, cfg)
-    pos = to_recording_frame(pred["states"][..., :2].double().flatten(1, 2), inp["origin"])
-    return pos.view(pred["states"].shape[:3] + (2,)).numpy()
