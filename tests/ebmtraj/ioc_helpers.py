@@ -13,11 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from ebmcore.paths import data_root
+from ebmcore.paths import data_root, dataset_dir
 
 CR_DIR = data_root() / "commonroad-ngsim-us101"
 SCENARIO = "USA_US101-10_1_T-1.xml"
 _CACHE: dict = {}
+
+
+def need(name: str) -> Path:
+    """The shared data folder ``name`` under EBM_DATA; skips the test, saying so, where absent."""
+    path = dataset_dir(name)
+    if path is None:
+        pytest.skip(f"real data folder {name} is absent under EBM_DATA")
+    return path
 
 
 def require_data():

@@ -1,26 +1,19 @@
 """Cleaning and state estimation on real tracks: alignment, gaps, smoothing tolerance."""
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from ebmcore.errors import ConfigError
-from ebmcore.paths import dataset_dir
 from ebmtraj.data.cleaning import CleanConfig, clean, estimate_states
 from ebmtraj.data.ngsim import read_i80_first_minute, read_us101_vehicles
+
+from .ioc_helpers import need
 
 # Smoothing tolerance on real US-101 tracks (Savitzky-Golay, 21 frames, order 3): deviation of
 # the smoothed from the raw positions. Above 1 m only at glitches of the raw track (speed
 # jumping by >10 m/s within a second).
 TOL_RMS, TOL_P99, TOL_MAX = 0.10, 0.30, 2.5
-
-
-def need(name: str) -> Path:
-    path = dataset_dir(name)
-    if path is None:
-        pytest.skip(f"real data folder {name} is absent under EBM_DATA")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,10 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-from ebmcore.paths import dataset_dir
 from ebmtraj.dynamics import (BicycleParams, KinematicBicycle, inverse_dynamics, rollout,
                               softclip, softclip_inverse)
+
+from .ioc_helpers import need
 
 vm = pytest.importorskip("vehiclemodels", reason="commonroad-vehicle-models is not installed")
 from vehiclemodels.parameters_vehicle2 import parameters_vehicle2  # noqa: E402
@@ -112,9 +113,7 @@ def _real_windows(name, n):
     """n 4.1 s windows (x0 + 40 states) of smoothed real tracks, moving faster than 2 m/s."""
     from ebmtraj.data.cleaning import clean
 
-    folder = dataset_dir(name)
-    if folder is None:
-        pytest.skip(f"real data folder {name} is absent under EBM_DATA")
+    folder = need(name)
     if name == "ngsim-us101-vehicles":
         from ebmtraj.data.ngsim import read_us101_vehicles
         table = read_us101_vehicles(folder, vehicles=[1002, 1003, 1007, 1017])

@@ -7,7 +7,7 @@ import pytest
 from ebmtraj.data.headways import causal_heading, derive_headways, headways_of_positions
 from ebmtraj.data.scenes import SceneConfig, build_scenes
 
-from .test_scenes import need
+from .ioc_helpers import need
 
 
 def road(angle: float = 0.0, frames: int = 6) -> pd.DataFrame:

@@ -1,5 +1,4 @@
 """Lane geometry from the NGSIM lane files, CommonRoad lanelets and inference; Frenet."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,16 +6,10 @@ import torch
 from shapely.geometry import LineString
 
 from ebmcore.errors import DataError
-from ebmcore.paths import dataset_dir
 from ebmtraj.data.lanes import Lane, LaneMap, fit_rigid
 from ebmtraj.data.schema import FT
 
-
-def need(name: str) -> Path:
-    path = dataset_dir(name)
-    if path is None:
-        pytest.skip(f"real data folder {name} is absent under EBM_DATA")
-    return path
+from .ioc_helpers import need
 
 
 def test_frenet_on_a_straight_lane():

@@ -134,7 +134,7 @@ def test_planner_inputs_equal_training_inputs(cache, planner):
     from ebmtraj.planner.inputs import LaneSet, build_rows
     from ebmtraj.prediction import RowEnergy
 
-    sc, inp = cache["scenes"], cache["inputs"]
+    inp = cache["inputs"]
     for i in (0, 5, 11):
         ego, hist, nbrs, lanes = scene_inputs(cache, i)
         rows = build_rows([ego], [hist], [nbrs], LaneSet.from_any(lanes), planner.loaded.inputs,

@@ -6,18 +6,12 @@ import pandas as pd
 import pytest
 
 from ebmcore.errors import DataError
-from ebmcore.paths import dataset_dir
 from ebmtraj.data.commonroad import read_commonroad, recording_of
 from ebmtraj.data.ngsim import (RAW_COLUMNS, read_i80_first_minute, read_ngsim_csv,
                                 read_ngsim_raw, read_us101_vehicles)
 from ebmtraj.data.schema import COLUMNS, FT
 
-
-def need(name: str) -> Path:
-    path = dataset_dir(name)
-    if path is None:
-        pytest.skip(f"real data folder {name} is absent under EBM_DATA")
-    return path
+from .ioc_helpers import need
 
 
 @pytest.fixture(scope="module")

@@ -1,25 +1,18 @@
 """Scenes from real tracks: windows, neighbours, causal history, splits, leakage, cache."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from ebmcore.errors import DataError
-from ebmcore.paths import dataset_dir
 from ebmtraj.data.cleaning import CleanConfig, clean, estimate_states
 from ebmtraj.data.lanes import LaneMap
 from ebmtraj.data.ngsim import read_us101_vehicles
 from ebmtraj.data.scenes import (SPLITS, SceneConfig, SceneDataset, annotate_frenet,
                                  assign_splits, build_scenes, check_leakage)
 
-
-def need(name: str) -> Path:
-    path = dataset_dir(name)
-    if path is None:
-        pytest.skip(f"real data folder {name} is absent under EBM_DATA")
-    return path
+from .ioc_helpers import need
 
 
 @pytest.fixture(scope="module")
