@@ -60,7 +60,7 @@ def headways_for(cfg: IOCConfig, scenes: dict):
         return None
     if "headway" not in scenes:
         raise DataError(f"{cfg.data.root()}: data.headway_leads is on but the scene cache holds no "
-                        f"recorded headways; prepare it again (`ebmtraj prepare <config>`)")
+                        f"headways; prepare it again (`ebmtraj prepare <config>`)")
     return scenes["headway"].double().numpy()
 
 

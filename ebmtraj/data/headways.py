@@ -21,11 +21,11 @@ import pandas as pd
 def causal_heading(tracks: pd.DataFrame, lag: int = 2, min_move: float = 0.3) -> np.ndarray:
     """Heading [rad] of each row from the raw displacement over the last ``lag`` frames of its
     track; held from the last displacement of at least ``min_move`` m when slower, NaN before the
-    first one. ``tracks``: track_id, k, x_raw, y_raw, rows of a track consecutive in k."""
+    first one (and across a gap in the track's frames). ``tracks``: track_id, k, x_raw, y_raw."""
     order = np.lexsort((tracks["k"].to_numpy(), tracks["track_id"].to_numpy()))
-    tid = tracks["track_id"].to_numpy()[order]
+    tid, k = tracks["track_id"].to_numpy()[order], tracks["k"].to_numpy()[order]
     x, y = tracks["x_raw"].to_numpy(float)[order], tracks["y_raw"].to_numpy(float)[order]
-    same = np.r_[np.zeros(lag, bool), tid[lag:] == tid[:-lag]]
+    same = np.r_[np.zeros(lag, bool), (tid[lag:] == tid[:-lag]) & (k[lag:] - k[:-lag] == lag)]
     dx = np.where(same, x - np.r_[np.full(lag, np.nan), x[:-lag]], np.nan)
     dy = np.where(same, y - np.r_[np.full(lag, np.nan), y[:-lag]], np.nan)
     head = pd.Series(np.where(np.hypot(dx, dy) >= min_move, np.arctan2(dy, dx), np.nan))

@@ -254,7 +254,7 @@ def _stack(items: list[dict], cfg: SceneConfig, recs: list[str], ccfg: CleanConf
     rec = np.zeros(N, np.int64)
     t0 = np.zeros(N, np.float64)
     with_headway = bool(items) and all("headway" in it["cols"] for it in items)
-    headway = np.full((N, A, cfg.history), np.nan, np.float32)
+    headway = np.full((N, A, cfg.history), np.nan, np.float32) if with_headway else None
     for n, it in enumerate(items):
         c, rows = it["cols"], it["rows"]
         a = len(rows)
@@ -274,7 +274,7 @@ def _stack(items: list[dict], cfg: SceneConfig, recs: list[str], ccfg: CleanConf
         tid[n, :a], vid[n, :a] = c["track_id"][r0], c["vehicle_id"][r0]
         rec[n] = it["rec"]
         t0[n] = c["k"][r0[0]] * cfg.dt
-        if with_headway:
+        if headway is not None:
             headway[n, :a] = c["headway"][rows[:, :cfg.history]]
     _history_states(states, raw, frenet, lane, mask, cfg, ccfg)
     t = torch.from_numpy
@@ -282,7 +282,7 @@ def _stack(items: list[dict], cfg: SceneConfig, recs: list[str], ccfg: CleanConf
             "lane_index": t(lane), "size": t(size), "size_known": t(known),
             "ref_offset": t(ref), "track_id": t(tid), "vehicle_id": t(vid), "recording": t(rec),
             "t0": t(t0), "recordings": list(recs), "history": cfg.history,
-            "future": cfg.future, "dt": cfg.dt, **({"headway": t(headway)} if with_headway else {})}
+            "future": cfg.future, "dt": cfg.dt, **({"headway": t(headway)} if headway is not None else {})}
 
 
 def _history_states(states, raw, frenet, lane, mask, cfg: SceneConfig, ccfg: CleanConfig):

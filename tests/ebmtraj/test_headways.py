@@ -106,3 +106,14 @@ def test_headways_of_a_position_array_match_the_table():
     out = headways_of_positions(xy)
     np.testing.assert_array_equal(out[t["track_id"].to_numpy() - 1, t["k"].to_numpy()], derive_headways(t))
     assert np.isnan(out[:, 8]).all()
+
+
+def test_the_heading_is_not_taken_across_a_gap_in_the_frames():
+    """A track absent at frame 4 that reappears 1 m to the side: frames 5 and 6 hold the heading
+    from before the gap instead of the direction of the jump (rows 2 apart span 3 frames there)."""
+    k = np.array([0, 1, 2, 3, 5, 6, 7])
+    t = pd.DataFrame({"recording": "r", "track_id": 1, "k": k, "x_raw": 1.0 * k,
+                      "y_raw": np.where(k >= 5, 1.0, 0.0)})
+    head = causal_heading(t)
+    np.testing.assert_allclose(head[2:6], 0.0, atol=1e-12)   # frames 2, 3 (lag 2), then held at 5, 6
+    assert abs(head[6] - np.arctan2(0.0, 2.0)) < 1e-12       # frame 7 from frame 5: along x again
