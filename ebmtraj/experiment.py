@@ -22,6 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ebmcore import runs
@@ -54,13 +55,17 @@ def load_split(cfg: IOCConfig, split: str):
 
 def headways_for(cfg: IOCConfig, scenes: dict):
     """The virtual-leader headways (S, A, H) [m] of ``cfg.data.headway_leads`` from the scene
-    cache (``headway``, written by ``ebmtraj prepare``: recorded for us101-vehicles, derived from
-    the complete traffic for the other data sets), or None when off."""
-    if not cfg.data.headway_leads:
-        return None
+    cache (:func:`cached_headways`), or None when off."""
+    return cached_headways(scenes, cfg.data.root()) if cfg.data.headway_leads else None
+
+
+def cached_headways(scenes: dict, root) -> np.ndarray:
+    """The scene cache's headways (S, A, H) [m] (``headway``, written by ``ebmtraj prepare``:
+    recorded for us101-vehicles, derived from the complete traffic for the other data sets);
+    a one-line DataError naming the cache folder ``root`` if it holds none."""
     if "headway" not in scenes:
-        raise DataError(f"{cfg.data.root()}: data.headway_leads is on but the scene cache holds no "
-                        f"headways; prepare it again (`ebmtraj prepare <config>`)")
+        raise DataError(f"{root}: virtual leaders need the headways, but the scene cache holds "
+                        f"none; prepare it again (`ebmtraj prepare <config>`)")
     return scenes["headway"].double().numpy()
 
 

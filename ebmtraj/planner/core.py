@@ -245,37 +245,41 @@ class Planner:
         energy.energy_and_grad(torch.zeros(len(sub["x0"]), self.loaded.steps, 2))
         return 1.2 * (time.perf_counter() - t0) / len(sub["x0"])
 
-    def _headways(self, headways: list) -> list | None:
-        """The rows' headways when the checkpoint needs virtual leaders (else None)."""
-        if not self.loaded.spec.virtual_leaders:
-            return None
-        missing = [i for i, h in enumerate(headways) if h is None]
-        if missing:
-            raise PlannerInputError(
-                f"{self.loaded.path}: this model was trained with virtual leaders from recorded "
-                f"headways (spec.virtual_leaders); pass headway= (the agent's front-to-front "
-                f"distance [m] to its leader over the history, NaN or 0 where there is none) "
-                f"for {'the ego' if len(headways) == 1 else f'scene agents {missing}'}")
-        return headways
-
     def _scene_headways(self, scene, active: list[int]) -> list | None:
         """The active agents' headways for checkpoints with virtual leaders: an agent's own
         ``headway`` where given, else derived from the scene's agents' histories by the function
         that prepares the training data (:func:`ebmtraj.data.headways.headways_of_positions`;
         the scene is then taken as the complete traffic around the agent)."""
+        if not self.loaded.spec.virtual_leaders:
+            return None
         given = [getattr(scene.agents[i], "headway", None) for i in active]
-        if not self.loaded.spec.virtual_leaders or all(h is not None for h in given):
-            return self._headways(given)
+        if all(h is not None for h in given):
+            return given
+        derived = self._derive_headways([agent.history for agent in scene.agents])
+        return [h if h is not None else derived[i] for h, i in zip(given, active)]
+
+    def _ego_headway(self, history, neighbours: list) -> np.ndarray:
+        """(H,) the ego's headway [m] derived as :meth:`_scene_headways` does, from its history
+        and the neighbours' positions over the history frames, taken back from their current
+        states at constant velocity (``plan`` sees the neighbours' current states only)."""
+        H = self.loaded.history
+        back = (np.arange(H) - (H - 1)) * self.dt                   # (H,) s, 0 = now
+        paths = [np.array([b.x, b.y]) + b.speed * back[:, None] * np.array([np.cos(b.heading), np.sin(b.heading)])
+                 for b in neighbours]
+        return self._derive_headways([history] + paths)[0]
+
+    def _derive_headways(self, histories: list) -> np.ndarray:
+        """(V, H) headways [m] of V vehicles from their position histories ((k, 2) arrays at
+        0.1 s, last row = now, or None; NaN before a short history's first frame)."""
         from ..data.headways import headways_of_positions  # pandas, only for these checkpoints
 
         H = self.loaded.history
-        xy = np.full((len(scene.agents), H, 2), np.nan)
-        for a, agent in enumerate(scene.agents):
-            if agent.history is not None:
-                hist = np.asarray(agent.history, dtype=float).reshape(-1, 2)[-H:]
+        xy = np.full((len(histories), H, 2), np.nan)
+        for a, hist in enumerate(histories):
+            if hist is not None:
+                hist = np.asarray(hist, dtype=float).reshape(-1, 2)[-H:]
                 xy[a, H - len(hist):] = hist
-        derived = headways_of_positions(xy)
-        return self._headways([h if h is not None else derived[i] for h, i in zip(given, active)])
+        return headways_of_positions(xy)
 
     def _horizon_steps(self, horizon: float) -> tuple[int, bool]:
         if not (isinstance(horizon, (int, float)) and math.isfinite(horizon)) or horizon <= 0:
@@ -310,7 +314,9 @@ class Planner:
         call; warm_start: True/False, or a previous :class:`Trajectory` to start from;
         timestamp [s]: the inputs' time, used to shift the warm start by the elapsed steps;
         headway: (H,) recorded front-to-front distances [m] to the ego's leader over the history
-            (NaN or 0: none), required by checkpoints trained with virtual leaders.
+            (NaN or 0: none) for checkpoints trained with virtual leaders; when not given, it
+            is derived from the history and the neighbours as in training, the neighbours'
+            past positions taken back from their current states at constant velocity.
         The plan starts from the state estimated from the history, as in training
         (``Trajectory.start``). Flags: ``deadline`` (the time budget cut the search short),
         ``neighbour_overlaps_ego`` (a neighbour's footprint overlaps the ego's now), and those
@@ -335,12 +341,15 @@ class Planner:
             self._memory = None
             return self._fallback(ego, lane_set, reason, n_out, flags, t_start, pmode, seed, timestamp)
 
+        headways = None
+        if self.loaded.spec.virtual_leaders:
+            headways = [self._ego_headway(history, nbrs) if headway is None else headway]
         rows = build_rows([ego], [history], [nbrs], lane_set, self.loaded.inputs,
                           history=self.loaded.history, steps=self.loaded.steps, dt=self.dt,
                           max_neighbours=self.config.max_neighbours,
                           radius=self.config.neighbour_radius,
                           min_slots=self.config.max_neighbours if self.config.compile else 1,
-                          headways=self._headways([headway]), edge_excess=excess)
+                          headways=headways, edge_excess=excess)
         if rows.padded[0]:
             flags.append("history_padded")
         if sum(1 for b in nbrs if np.hypot(*(b.centre - ego.centre)) <= self.config.neighbour_radius) \

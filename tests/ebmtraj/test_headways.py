@@ -3,6 +3,7 @@ the real CommonRoad scenes (where a scene's own neighbour slots hold few leaders
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from ebmtraj.data.headways import causal_heading, derive_headways, headways_of_positions
 from ebmtraj.data.scenes import SceneConfig, build_scenes
@@ -117,3 +118,12 @@ def test_the_heading_is_not_taken_across_a_gap_in_the_frames():
     head = causal_heading(t)
     np.testing.assert_allclose(head[2:6], 0.0, atol=1e-12)   # frames 2, 3 (lag 2), then held at 5, 6
     assert abs(head[6] - np.arctan2(0.0, 2.0)) < 1e-12       # frame 7 from frame 5: along x again
+
+
+def test_a_cache_without_headways_is_a_one_line_error_naming_it():
+    from ebmcore.errors import DataError
+    from ebmtraj.experiment import cached_headways
+    with pytest.raises(DataError, match=r"^cache/x: .*headways.*ebmtraj prepare"):
+        cached_headways({"mask": torch.ones(2, 3, dtype=torch.bool)}, "cache/x")
+    hw = torch.full((2, 3, 10), 4.0)
+    assert cached_headways({"headway": hw}, "cache/x").dtype == np.float64

@@ -155,11 +155,11 @@ def test_export_refuses_a_start_it_does_not_implement(tmp_path):
 
 
 def test_virtual_leader_parity_and_headways(tmp_path, world):
-    """A checkpoint trained with virtual leaders: the planner needs the ego's headway, plans with
-    it what the training side predicts from the same headways, and the leader changes the plan;
-    ``predict`` derives a missing headway from the scene's histories as the data preparation does."""
+    """A checkpoint trained with virtual leaders: given the ego's headway, the planner plans what
+    the training side predicts from the same headways, and the leader changes the plan;
+    ``predict`` derives a missing headway from the scene's histories as the data preparation
+    does, ``plan`` from the ego's history and the neighbours' current states."""
     from ebmtraj.data.headways import headways_of_positions
-    from ebmtraj.planner import PlannerInputError
 
     scenes, lanes = world
     torch.manual_seed(3)
@@ -174,8 +174,6 @@ def test_virtual_leader_parity_and_headways(tmp_path, world):
     planner = Planner.from_checkpoint(checkpoint, interaction=False, warm_start=False)
     agents = live_agents(scenes)
     ego, others = agents[0], [a.state for a in agents[1:]]
-    with pytest.raises(PlannerInputError, match="headway"):
-        planner.plan(ego.state, ego.history, others, lanes)
     plan = planner.plan(ego.state, ego.history, others, lanes, headway=hw[0, 0])
     assert np.abs(plan.positions - ref[0, 0]).max() < 1e-4
     free = planner.plan(ego.state, ego.history, others, lanes, headway=np.full(H, np.nan))
@@ -195,3 +193,16 @@ def test_virtual_leader_parity_and_headways(tmp_path, world):
         np.testing.assert_allclose(p.positions, q.positions, atol=1e-9)
         assert (abs(p.cost - r.cost) > 1e-3) == (derived[i, -1] > 0)   # the derived leader is costed
 
+    # plan() without headway=: the ego's history and the neighbours taken back from their
+    # current states at constant velocity, through the same derivation
+    lead = int(np.flatnonzero(derived[:, -1] > 0)[0])
+    ego, others = agents[lead], [a.state for i, a in enumerate(agents) if i != lead]
+    back = (np.arange(H) - (H - 1)) * 0.1
+    paths = [np.array([b.x, b.y]) + b.speed * back[:, None] * np.array([np.cos(b.heading), np.sin(b.heading)])
+             for b in others]
+    by_hand = headways_of_positions(np.stack([np.asarray(ego.history)[-H:]] + paths))[0]
+    np.testing.assert_allclose(by_hand[-1], derived[lead, -1], atol=0.5)
+    auto = near.plan(ego.state, ego.history, others, lanes)
+    np.testing.assert_allclose(auto.positions, near.plan(ego.state, ego.history, others, lanes,
+                                                         headway=by_hand).positions, atol=1e-9)
+    assert abs(auto.cost - near.plan(ego.state, ego.history, others, lanes, headway=np.full(H, np.nan)).cost) > 1e-3
