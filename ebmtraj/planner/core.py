@@ -16,7 +16,7 @@ from ..interaction import pair_index
 from ..model import PredictConfig
 from ..prediction import RowEnergy, predict_rows
 from .checkpoint import DT, LoadedModel, load_checkpoint
-from .fallback import constant_velocity, constant_velocity_many, lane_keeping
+from .fallback import constant_velocity, constant_velocity_many, lane_keeping, lane_keeping_behind
 from .inputs import LaneSet, build_rows, overlapping, to_world
 from .types import (AgentState, HorizonError, PlannerInputError, Scene, Trajectory,
                     TrajectorySamples)
@@ -387,7 +387,9 @@ class Planner:
                                              c.double().numpy(), e.double().numpy())
         self._memory = traj.latent
         if self.config.road_guard and self._leaves_road(traj, lane_set):
-            traj = self._road_keeping(traj, lane_set)
+            traj, braking = self._road_keeping(traj, lane_set, nbrs)
+            if braking > 0:
+                flags.append("road_guard_braked")
             self._memory = None
         traj = self._fit_horizon(traj, n_out, ego)
         traj.flags = tuple(flags)
@@ -411,14 +413,18 @@ class Planner:
         centre = traj.positions - ref * np.stack([np.cos(traj.headings), np.sin(traj.headings)], 1)
         return not bool(lanes.on_lanes(centre).all())
 
-    def _road_keeping(self, traj: Trajectory, lanes: LaneSet) -> Trajectory:
+    def _road_keeping(self, traj: Trajectory, lanes: LaneSet,
+                      neighbours: list[AgentState]) -> tuple[Trajectory, float]:
         """``traj`` replaced by lane keeping from its start along the nearest lane at its own
-        speeds (the road guard of :class:`PlannerConfig`)."""
-        st, u = lane_keeping(traj.start, lanes, len(traj.t), self.dt, self.loaded.cost_config.wheelbase,
-                             speeds=traj.speeds)
-        return replace(traj, positions=st[:, :2], headings=st[:, 3], steering=st[:, 5], controls=u,
-                       cost=math.nan, energy=math.nan, policy="lane_keeping", fallback="plan_off_road",
-                       samples=None)
+        speeds, braking as little as keeps it clear of the neighbours ahead
+        (:func:`~ebmtraj.planner.fallback.lane_keeping_behind`; the road guard of
+        :class:`PlannerConfig`), and that deceleration [m/s^2]."""
+        st, u, braking = lane_keeping_behind(traj.start, lanes, len(traj.t), traj.speeds, neighbours,
+                                             self.dt, self.loaded.cost_config.wheelbase)
+        accel = traj.accelerations if braking == 0 else np.diff(np.r_[traj.start.speed, st[:, 2]]) / self.dt
+        return replace(traj, positions=st[:, :2], headings=st[:, 3], speeds=st[:, 2], accelerations=accel,
+                       steering=st[:, 5], controls=u, cost=math.nan, energy=math.nan, policy="lane_keeping",
+                       fallback="plan_off_road", samples=None), braking
 
     def _lane_problem(self, ego: AgentState, lanes: LaneSet, excess: float | None = None) -> str | None:
         """None, or why the ego cannot be planned for ('no_lanes', 'off_lane'); ``excess``: its

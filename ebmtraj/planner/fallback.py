@@ -4,7 +4,9 @@
   straight ahead at the reached speed (rolled out through the same kinematic bicycle);
 * lane keeping: along the nearest lane's centre line at the current speed (or a given speed
   profile), the lateral offset decaying with time constant ``tau``; controls recovered in
-  closed form from the states.
+  closed form from the states;
+* lane keeping behind the vehicles ahead: lane keeping at a given speed profile, braking as
+  little as keeps its footprint clear of the vehicles ahead (their constant-velocity paths).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 import torch
 
 from ..dynamics import BicycleParams, KinematicBicycle
+from ..interaction import box_contact
 from .inputs import LaneSet
 from .types import AgentState
 
@@ -72,3 +75,42 @@ def lane_keeping(state: AgentState, lanes: LaneSet, steps: int, dt: float = 0.1,
     model = KinematicBicycle(BicycleParams(dt=dt, wheelbase=wheelbase))
     u = model.controls_from_states(torch.as_tensor(state.vector()), torch.as_tensor(states))
     return states, u.numpy()
+
+
+#: decelerations [m/s^2] that :func:`lane_keeping_behind` tries, least first
+BRAKING_STEPS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+
+def lane_keeping_behind(state: AgentState, lanes: LaneSet, steps: int, speeds: np.ndarray,
+                        neighbours: list[AgentState], dt: float = 0.1, wheelbase: float = 2.7):
+    """:func:`lane_keeping` at ``speeds`` (T,) [m/s], capped by braking from the current speed at
+    the least of :data:`BRAKING_STEPS` whose footprint stays clear of every neighbour ahead of
+    ``state`` on its constant-velocity path (the strongest when none does)
+    -> (states (T, 6), controls (T, 2), deceleration [m/s^2]); None without lanes."""
+    t = np.arange(1, steps + 1) * dt
+    forward = np.array([np.cos(state.heading), np.sin(state.heading)])
+    ahead = [b for b in neighbours if float(np.dot(b.centre - state.centre, forward)) > 0]
+    for decel in BRAKING_STEPS:
+        v = speeds if decel == 0 else np.minimum(speeds, np.maximum(state.speed - decel * t, 0.0))
+        out = lane_keeping(state, lanes, steps, dt, wheelbase, speeds=v)
+        if out is None:
+            return None
+        if not ahead or not _touches(out[0], state, ahead, t):
+            break
+    return out[0], out[1], decel
+
+
+def _touches(states: np.ndarray, ego: AgentState, others: list[AgentState], t: np.ndarray) -> bool:
+    """Whether the footprint of ``ego`` along ``states`` (T, 6) overlaps one of ``others`` at
+    constant velocity at the times ``t`` (T,) [s] (the collision metric's rectangle test)."""
+    psi = torch.as_tensor(states[:, 3])
+    centre = torch.as_tensor(states[:, :2]) - ego.ref * torch.stack([psi.cos(), psi.sin()], -1)
+    heads = np.array([b.heading for b in others])
+    direction = np.stack([np.cos(heads), np.sin(heads)], -1)                          # (M, 2)
+    speed = np.array([b.speed for b in others])
+    paths = np.stack([b.centre for b in others])[:, None] + (speed[:, None] * t)[..., None] * direction[:, None]
+    size = torch.tensor([[ego.length, ego.width]], dtype=torch.float64)
+    nbr_size = torch.tensor([[[b.length, b.width] for b in others]], dtype=torch.float64)
+    return bool(box_contact(centre[None], psi[None], size, torch.as_tensor(paths)[None],
+                            torch.as_tensor(np.repeat(heads[:, None], len(t), 1))[None], nbr_size,
+                            torch.ones(1, len(others), dtype=torch.bool))[0])

@@ -133,7 +133,8 @@ class Trajectory:
     simple policy replaced it (``'off_lane'``, ``'no_lanes'``, ``'model_nonfinite'``) and
     ``policy`` says which (``'constant_velocity'`` or ``'lane_keeping'``). ``flags`` lists
     everything else the caller should know (``'history_padded'``, ``'deadline'``,
-    ``'warm_start'``, ``'neighbours_truncated'``, ``'extended_beyond_trained_horizon'``).
+    ``'warm_start'``, ``'neighbours_truncated'``, ``'extended_beyond_trained_horizon'``,
+    ``'road_guard_braked'``: the road guard's lane keeping brakes for a vehicle ahead).
     """
 
     t: np.ndarray

@@ -71,3 +71,29 @@ def test_road_guard_keeps_a_drifting_plan_on_the_road(planner):  # noqa: F811
     assert (kept.fallback, kept.policy) == ("plan_off_road", "lane_keeping")
     assert (lanes.edge_excess(kept.positions) <= 0).all()
     assert np.allclose(kept.speeds, free.speeds) and abs(kept.positions[-1, 1]) < 0.3
+
+
+def test_the_road_guard_brakes_for_a_vehicle_ahead_not_for_one_behind():
+    """The guard's lane keeping at the plan's speeds brakes as little as keeps its footprint off
+    a slower vehicle ahead in the lane (constant velocity); a faster one behind does not make it
+    brake; without neighbours the plan's speeds stay."""
+    import numpy as np
+
+    from ebmtraj.data.toy import straight_road
+    from ebmtraj.planner import AgentState, LaneSet
+    from ebmtraj.planner.fallback import _touches, lane_keeping_behind
+
+    lanes = LaneSet.from_any(straight_road())                      # lane centres y = 0, 3.7, 7.4
+    ego = AgentState(0.0, 0.0, 0.0, 20.0, length=4.5, width=1.8)
+    speeds, t = np.full(40, 20.0), np.arange(1, 41) * 0.1
+    slow = AgentState(20.0, 0.0, 0.0, 10.0, length=4.5, width=1.8)
+    fast_behind = AgentState(-9.0, 0.0, 0.0, 30.0, length=4.5, width=1.8)
+    free, _, none = lane_keeping_behind(ego, lanes, 40, speeds, [])
+    assert none == 0 and np.allclose(free[:, 2], speeds)
+    assert _touches(free, ego, [slow], t)
+    held, _, decel = lane_keeping_behind(ego, lanes, 40, speeds, [slow, fast_behind])
+    assert decel > 0 and not _touches(held, ego, [slow], t)
+    assert (held[:, 2] <= speeds + 1e-9).all() and held[-1, 2] < 15.0
+    assert abs(held[:, 1]).max() < 1e-6                           # still in its lane
+    _, _, behind_only = lane_keeping_behind(ego, lanes, 40, speeds, [fast_behind])
+    assert behind_only == 0
