@@ -141,6 +141,9 @@ def export_planner(planner: Planner, path: str | Path, *, chains: int = 1, neigh
     if loaded.search.init == "generator":
         raise ConfigError(f"{loaded.path}: predict.init = 'generator' (a learned start network) is "
                           f"not exported; the export starts at the closed-form or nominal start")
+    if loaded.spec.virtual_leaders:
+        raise ConfigError(f"{loaded.path}: trained with virtual leaders (data.headway_leads); the "
+                          f"export takes no headway input, so it would plan without them")
     cond = _example_cond(planner, neighbours, example)
     cond = {k: v.repeat((chains,) + (1,) * (v.dim() - 1)) for k, v in cond.items()}
     graph = _CostGraph(loaded.model).eval()

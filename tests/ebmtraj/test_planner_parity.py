@@ -145,13 +145,19 @@ def test_order_penalty_parity_keeps_a_close_pair_apart(checkpoint, side):
     assert gaps[0.0] < -5.0 and gaps[10.0] > gaps[0.0] + 3.0, gaps
 
 
-def test_export_refuses_a_start_it_does_not_implement(tmp_path):
+def test_export_refuses_what_it_does_not_implement(tmp_path):
+    """A learned start network and virtual leaders are not exported: a one-line ConfigError."""
     from ebmcore.errors import ConfigError
     from ebmtraj.planner.export import export_planner
 
     planner = Planner.from_checkpoint(save_checkpoint(tmp_path, replace(PCFG, init="generator")))
     with pytest.raises(ConfigError, match="generator"):
         export_planner(planner, tmp_path / "planner.ts")
+    torch.manual_seed(3)
+    leaders = save_model(build_model(ModelConfig(), 10, 40), tmp_path / "leaders.pt",
+                         {"model": asdict(ModelConfig()), "predict": asdict(PCFG), "data": {"headway_leads": True}})
+    with pytest.raises(ConfigError, match="virtual leaders"):
+        export_planner(Planner.from_checkpoint(leaders), tmp_path / "planner.ts")
 
 
 def test_virtual_leader_parity_and_headways(tmp_path, world):
