@@ -264,8 +264,7 @@ class Planner:
         states at constant velocity (``plan`` sees the neighbours' current states only)."""
         H = self.loaded.history
         back = (np.arange(H) - (H - 1)) * self.dt                   # (H,) s, 0 = now
-        paths = [np.array([b.x, b.y]) + b.speed * back[:, None] * np.array([np.cos(b.heading), np.sin(b.heading)])
-                 for b in neighbours]
+        paths = [np.array([b.x, b.y]) + back[:, None] * b.velocity for b in neighbours]
         return self._derive_headways([history] + paths)[0]
 
     def _derive_headways(self, histories: list) -> np.ndarray:

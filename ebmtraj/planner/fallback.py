@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..dynamics import BicycleParams, KinematicBicycle
-from ..interaction import box_contact
+from ..interaction import box_contact, footprint
 from .inputs import LaneSet
 from .types import AgentState
 
@@ -90,27 +90,31 @@ def lane_keeping_behind(state: AgentState, lanes: LaneSet, steps: int, speeds: n
     t = np.arange(1, steps + 1) * dt
     forward = np.array([np.cos(state.heading), np.sin(state.heading)])
     ahead = [b for b in neighbours if float(np.dot(b.centre - state.centre, forward)) > 0]
+    paths = _paths(ahead, t) if ahead else None
     for decel in BRAKING_STEPS:
         v = speeds if decel == 0 else np.minimum(speeds, np.maximum(state.speed - decel * t, 0.0))
         out = lane_keeping(state, lanes, steps, dt, wheelbase, speeds=v)
         if out is None:
             return None
-        if not ahead or not _touches(out[0], state, ahead, t):
+        if paths is None or not _touches(out[0], state, paths):
             break
     return out[0], out[1], decel
 
 
-def _touches(states: np.ndarray, ego: AgentState, others: list[AgentState], t: np.ndarray) -> bool:
-    """Whether the footprint of ``ego`` along ``states`` (T, 6) overlaps one of ``others`` at
-    constant velocity at the times ``t`` (T,) [s] (the collision metric's rectangle test)."""
-    psi = torch.as_tensor(states[:, 3])
-    centre = torch.as_tensor(states[:, :2]) - ego.ref * torch.stack([psi.cos(), psi.sin()], -1)
-    heads = np.array([b.heading for b in others])
-    direction = np.stack([np.cos(heads), np.sin(heads)], -1)                          # (M, 2)
-    speed = np.array([b.speed for b in others])
-    paths = np.stack([b.centre for b in others])[:, None] + (speed[:, None] * t)[..., None] * direction[:, None]
+def _paths(others: list[AgentState], t: np.ndarray) -> tuple:
+    """The footprints of ``others`` at constant velocity at the times ``t`` (T,) [s], batched
+    for :func:`ebmtraj.interaction.box_contact`: centres (1, M, T, 2), headings (1, M, T),
+    sizes (1, M, 2), live (1, M)."""
+    centre = np.stack([b.centre + t[:, None] * b.velocity for b in others])
+    heading = np.repeat(np.array([b.heading for b in others])[:, None], len(t), 1)
+    size = np.array([[b.length, b.width] for b in others])
+    return (torch.as_tensor(centre)[None], torch.as_tensor(heading)[None], torch.as_tensor(size)[None],
+            torch.ones(1, len(others), dtype=torch.bool))
+
+
+def _touches(states: np.ndarray, ego: AgentState, paths: tuple) -> bool:
+    """Whether the footprint of ``ego`` along ``states`` (T, 6) overlaps one of the footprints
+    ``paths`` (:func:`_paths`) at some step (the collision metric's rectangle test)."""
+    centre, heading = footprint(torch.as_tensor(states)[None], torch.tensor([ego.ref], dtype=torch.float64))
     size = torch.tensor([[ego.length, ego.width]], dtype=torch.float64)
-    nbr_size = torch.tensor([[[b.length, b.width] for b in others]], dtype=torch.float64)
-    return bool(box_contact(centre[None], psi[None], size, torch.as_tensor(paths)[None],
-                            torch.as_tensor(np.repeat(heads[:, None], len(t), 1))[None], nbr_size,
-                            torch.ones(1, len(others), dtype=torch.bool))[0])
+    return bool(box_contact(centre, heading, size, *paths)[0])

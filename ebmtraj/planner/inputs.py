@@ -176,8 +176,7 @@ def row_state(state: AgentState, hist: np.ndarray, padded: bool, cfg: InputConfi
     if not padded:
         return estimate_state(hist, dt, cfg)
     accel, steer = clip_controls(state.speed, state.accel, state.steering, cfg)
-    unit = np.array([np.cos(state.heading), np.sin(state.heading)])
-    return {"pos": np.array([state.x, state.y]), "vel": state.speed * unit, "speed": state.speed,
+    return {"pos": np.array([state.x, state.y]), "vel": state.velocity, "speed": state.speed,
             "heading": state.heading, "accel": float(accel), "steer": float(steer)}
 
 
@@ -224,7 +223,7 @@ def build_rows(states: list[AgentState], histories: list, neighbour_lists: list[
         for m, j in enumerate(c):
             b = neighbour_lists[i][j]
             nbrs.centre[i, m], nbrs.heading[i, m] = b.centre, b.heading
-            nbrs.vel[i, m] = b.speed * np.array([np.cos(b.heading), np.sin(b.heading)])
+            nbrs.vel[i, m] = b.velocity
             nbrs.size[i, m], nbrs.valid[i, m], nidx[i, m] = (b.length, b.width), True, j
     size = np.array([[s.length, s.width] for s in states], dtype=float).reshape(n, 2)
     ref = np.array([s.ref for s in states], dtype=float)

@@ -62,6 +62,11 @@ class AgentState:
                         dtype=np.float64)
 
     @cached_property
+    def velocity(self) -> np.ndarray:
+        """(2,) velocity [m/s] along the heading."""
+        return self.speed * np.array([np.cos(self.heading), np.sin(self.heading)])
+
+    @cached_property
     def centre(self) -> np.ndarray:
         """(2,) footprint centre [m]."""
         return np.array([self.x - self.ref * np.cos(self.heading),

@@ -81,7 +81,7 @@ def test_the_road_guard_brakes_for_a_vehicle_ahead_not_for_one_behind():
 
     from ebmtraj.data.toy import straight_road
     from ebmtraj.planner import AgentState, LaneSet
-    from ebmtraj.planner.fallback import _touches, lane_keeping_behind
+    from ebmtraj.planner.fallback import _paths, _touches, lane_keeping_behind
 
     lanes = LaneSet.from_any(straight_road())                      # lane centres y = 0, 3.7, 7.4
     ego = AgentState(0.0, 0.0, 0.0, 20.0, length=4.5, width=1.8)
@@ -90,9 +90,9 @@ def test_the_road_guard_brakes_for_a_vehicle_ahead_not_for_one_behind():
     fast_behind = AgentState(-9.0, 0.0, 0.0, 30.0, length=4.5, width=1.8)
     free, _, none = lane_keeping_behind(ego, lanes, 40, speeds, [])
     assert none == 0 and np.allclose(free[:, 2], speeds)
-    assert _touches(free, ego, [slow], t)
+    assert _touches(free, ego, _paths([slow], t))
     held, _, decel = lane_keeping_behind(ego, lanes, 40, speeds, [slow, fast_behind])
-    assert decel > 0 and not _touches(held, ego, [slow], t)
+    assert decel > 0 and not _touches(held, ego, _paths([slow], t))
     assert (held[:, 2] <= speeds + 1e-9).all() and held[-1, 2] < 15.0
     assert abs(held[:, 1]).max() < 1e-6                           # still in its lane
     _, _, behind_only = lane_keeping_behind(ego, lanes, 40, speeds, [fast_behind])
