@@ -270,7 +270,7 @@ class Planner:
     def _derive_headways(self, histories: list) -> np.ndarray:
         """(V, H) headways [m] of V vehicles from their position histories ((k, 2) arrays at
         0.1 s, last row = now, or None; NaN before a short history's first frame)."""
-        from ..data.headways import headways_of_positions  # pandas, only for these checkpoints
+        from ..data.headways import headways_of_positions  # its module imports pandas: only when needed
 
         H = self.loaded.history
         xy = np.full((len(histories), H, 2), np.nan)
