@@ -19,7 +19,7 @@ from ebmcore.training_config import ChainConfig, OptimConfig, SamplerConfig, Tra
 from ebm3d.data.points import NORMALISATIONS
 # load_experiment: the one loader, which tests/test_cli_errors_matrix.py reads from here
 from ebm3d.experiment import ShapeExperiment, load_experiment  # noqa: F401
-from ebm3d.models.pointnet import NORMS, PAPER, PointNetSpec
+from ebm3d.models.pointnet import NORMS, PAPER, POOLS, PointNetSpec
 from ebm3d.models.voxelnet import VoxelNetSpec
 
 DATA_SOURCES = ["shapenets_chair", "modelnet", "furniture"]  # ebm3d.data.sources: one class each
@@ -358,10 +358,11 @@ class EnergyConfig:
     sigma_ref: float | None = check(0.3, min=1e-6, max=1e6)
     norm: str = check("position", choices=list(NORMS))
     residual: bool = True
+    pool: str = check("mean", choices=list(POOLS))
 
     def spec(self, n_points: int | None = None) -> PointNetSpec:
         return PointNetSpec(list(self.widths), list(self.mlp), self.sigma_ref, self.norm, self.residual,
-                            n_points if self.norm == "position" else None)
+                            n_points if self.norm == "position" else None, pool=self.pool)
 
     def validate(self, prefix=""):
         self.spec(n_points=2).validate(prefix)

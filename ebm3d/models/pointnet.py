@@ -5,6 +5,9 @@ The score ``f_theta`` of a point set ``x`` (B, N, 3) is
     h_0 = x^T (B, 3, N);  h_l = ReLU(LN_points(conv_l(h_{l-1})))       for each width in ``widths``
     f_theta(x) = MLP(mean over points of h_L)                           (``mlp`` widths, ReLU, -> 1)
 
+(``pool="max"``: the maximum over points instead of the mean, so that the head sees the
+classification descriptor itself; not the published network.)
+
 and the energy is ``E(x) = -f_theta(x) + |x|^2 / (2 sigma_ref^2)`` (:class:`ebmcore.energy.EnergyModel`).
 ``conv_l`` is a 1x1 Conv1d (on the CPU about 2x faster per update than the same product
 written as a broadcast ``matmul``: benchmarks/README.md); with ``residual`` a layer whose width
@@ -55,6 +58,8 @@ CPU_DEFAULT = dict(widths=[64, 64, 128], mlp=[64, 32], sigma_ref=0.3, norm="posi
 #: ``position``: LayerNorm over the points with a scale and shift per point position (published);
 #: ``layer``: the same normalisation with a scale and shift per channel; ``none``.
 NORMS = ("position", "layer", "none")
+#: How the head pools the last layer over the points: ``mean`` (published) or ``max``.
+POOLS = ("mean", "max")
 
 
 @dataclass
@@ -72,6 +77,7 @@ class PointNetSpec:
     residual: a conv layer whose width equals its input's adds its input (``h + conv(h)``).
     n_points: the point count N the network takes (required by ``norm="position"``).
     eps: added to the variance in the normalisation.
+    pool: how the head pools the last layer over the points, ``"mean"`` (published) or ``"max"``.
     """
 
     widths: list[int] = field(default_factory=lambda: list(PAPER["widths"]))
@@ -81,6 +87,7 @@ class PointNetSpec:
     residual: bool = False
     n_points: int | None = None
     eps: float = 1e-5
+    pool: str = "mean"
 
     def validate(self, prefix: str = "") -> "PointNetSpec":
         if not self.widths or any(w < 1 for w in self.widths):
@@ -95,6 +102,8 @@ class PointNetSpec:
             raise ConfigError(f"{prefix}n_points: norm 'position' needs the point count (>= 2), got {self.n_points}")
         if not self.eps > 0:
             raise ConfigError(f"{prefix}eps: must be positive, got {self.eps}")
+        if self.pool not in POOLS:
+            raise ConfigError(f"{prefix}pool: {self.pool!r} is not one of {list(POOLS)}")
         return self
 
     def macs_per_point(self) -> int:
@@ -192,7 +201,8 @@ class GenerativePointNet(EnergyModel):
 
     def score(self, x: torch.Tensor, cond=None) -> torch.Tensor:
         h = self.point_features(x)[-1]
-        return self.head(h.mean(dim=2)).squeeze(1)
+        pooled = h.amax(dim=2) if self.spec.pool == "max" else h.mean(dim=2)
+        return self.head(pooled).squeeze(1)
 
     def features(self, x: torch.Tensor, layers: str = "last") -> torch.Tensor:
         """Classification descriptor (B, D): per-point features max-pooled over the points.

@@ -124,6 +124,23 @@ def test_position_norm_has_a_scale_and_shift_per_point_position():
         assert build_point_model(cfg).norms[0].norm.weight.shape == (cfg.train_points,)
 
 
+def test_head_pools_by_the_mean_or_by_the_maximum_over_points():
+    x = torch.randn(3, 20, 3, dtype=torch.float64)
+    perm = torch.randperm(20, generator=torch.Generator().manual_seed(2))
+    scores = {}
+    for pool, reduce in (("mean", lambda h: h.mean(2)), ("max", lambda h: h.amax(2))):
+        model = _net(pool=pool)
+        scores[pool] = model.score(x)
+        torch.testing.assert_close(scores[pool], model.head(reduce(model.point_features(x)[-1])).squeeze(1))
+        torch.testing.assert_close(model.score(x[:, perm]), scores[pool])  # permutation invariant
+    assert (scores["max"] - scores["mean"]).abs().max() > 1e-3
+    with pytest.raises(ConfigError, match="pool"):
+        PointNetSpec(pool="sum").validate()
+    cfg = load_experiment(CONFIGS / "pointnet_modelnet10_cpu.yaml", ["energy.pool=max"])
+    assert build_point_model(cfg).spec.pool == "max"
+    assert load_experiment(CONFIGS / "pointnet_modelnet10_cpu.yaml").energy.pool == "mean"
+
+
 # ------------------------------------------------------------------ training: StepLR
 
 
