@@ -169,6 +169,16 @@ def repeat_rows(cond: dict, k: int) -> dict:
     return out
 
 
+def first_copies(cond: dict, energy: RowEnergy, k: int) -> tuple[dict, tuple | None]:
+    """(cond with its nominal, neural encoding) of the rows of ``cond`` from ``energy``, built on
+    those rows repeated k times (:func:`repeat_rows`), so that one energy serves the start of
+    the search and its k chains per row (the encoding is computed once)."""
+    if k == 1:
+        return energy.cond, energy.enc
+    enc = None if energy.enc is None else (energy.enc[0][::k], energy.enc[1])
+    return dict(cond, nominal=energy.cond["nominal"][::k]), enc
+
+
 def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy,
                 groups: torch.Tensor | None = None, generator: torch.Generator | None = None,
                 deadline: float | None = None, extra_starts: torch.Tensor | None = None,
@@ -187,15 +197,19 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
     ``search_seconds`` (spent in evaluations)."""
     gen = generator or torch.Generator().manual_seed(cfg.seed)
     n = cond["x0"].shape[0]
-    energy = make_energy(cond)
+    k = 1   # chains per row of the Adam search: the start, the extra starts, the noisy ones
+    if cfg.mode == "adam" and (extra_starts is not None or chains > 1):
+        k = 1 + (0 if extra_starts is None else extra_starts.shape[1]) + chains - 1
+    energy = make_energy(cond if k == 1 else repeat_rows(cond, k))
+    own_cond, own_enc = first_copies(cond, energy, k)
     fixed_start, start = start, cond["x0"].new_zeros(n, model.cost.steps, 2)
     if fixed_start is not None:
         start = fixed_start.to(start.dtype)
     elif cfg.init == "generator" and model.cost.use_neural:
         with torch.no_grad():
-            start = generator_start(model, energy.cond, energy.enc)
+            start = generator_start(model, own_cond, own_enc)
     elif cfg.init in ("reference", "mincost") and model.cost.use_neural:
-        start = reference_start(model, energy.cond, energy.enc)
+        start = reference_start(model, own_cond, own_enc)
     hit, iters, spent, evals = False, 0, 0.0, 0
 
     best_e = None
@@ -210,15 +224,11 @@ def search_rows(model: IOCEnergy, cond: dict, cfg: PredictConfig, *, make_energy
         best_e = r.energy
         return r.z
 
-    k = 1
-    if cfg.mode == "adam" and (extra_starts is not None or chains > 1):
+    if k > 1:
         T = model.cost.steps
         noisy = start[:, None] + cfg.init_std * torch.randn((n, chains - 1, T, 2), generator=gen)
         extra = start.new_zeros(n, 0, T, 2) if extra_starts is None else extra_starts.to(start.dtype)
-        start = torch.cat([start[:, None], extra, noisy], 1)
-        k = start.shape[1]
-        start = start.flatten(0, 1)
-        energy = make_energy(repeat_rows(cond, k))
+        start = torch.cat([start[:, None], extra, noisy], 1).flatten(0, 1)
     if cfg.mode == "adam" or (cfg.mode == "sample" and cfg.init in ("mincost", "generator")):
         start = run(energy, start, k, steps=cfg.opt_steps, optimiser="adam", lr=cfg.adam_lr)
     if cfg.mode == "adam":
