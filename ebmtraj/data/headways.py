@@ -17,8 +17,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+LAG, MIN_MOVE = 2, 0.3            # frames and metres of the causal heading's displacement
+HALF_WIDTH, MAX_GAP = 1.8, 120.0  # metres: the leader's lateral and longitudinal reach
 
-def causal_heading(tracks: pd.DataFrame, lag: int = 2, min_move: float = 0.3) -> np.ndarray:
+
+def causal_heading(tracks: pd.DataFrame, lag: int = LAG, min_move: float = MIN_MOVE) -> np.ndarray:
     """Heading [rad] of each row from the raw displacement over the last ``lag`` frames of its
     track; held from the last displacement of at least ``min_move`` m when slower, NaN before the
     first one (and across a gap in the track's frames). ``tracks``: track_id, k, x_raw, y_raw."""
@@ -26,7 +29,7 @@ def causal_heading(tracks: pd.DataFrame, lag: int = 2, min_move: float = 0.3) ->
                            tracks[["x_raw", "y_raw"]].to_numpy(float), lag, min_move)
 
 
-def derive_headways(tracks: pd.DataFrame, *, half_width: float = 1.8, max_gap: float = 120.0) -> np.ndarray:
+def derive_headways(tracks: pd.DataFrame, *, half_width: float = HALF_WIDTH, max_gap: float = MAX_GAP) -> np.ndarray:
     """(rows,) headway [m] of every row of ``tracks`` (recording, track_id, k, x_raw, y_raw): the
     distance along the row's :func:`causal_heading` from its recorded point to the nearest other
     vehicle's recorded point ahead (0 < distance <= ``max_gap``) whose lateral offset from that
@@ -65,10 +68,10 @@ def _causal_heading(track: np.ndarray, k: np.ndarray, xy: np.ndarray, lag: int, 
 
 
 def _headways(frame: np.ndarray, track: np.ndarray, k: np.ndarray, xy: np.ndarray,
-              half_width: float = 1.8, max_gap: float = 120.0) -> np.ndarray:
+              half_width: float = HALF_WIDTH, max_gap: float = MAX_GAP) -> np.ndarray:
     """:func:`derive_headways` of rows given as arrays: ``frame`` (n,) the rows seen together
     (one id per recording and frame), track (n,), frame number k (n,), positions xy (n, 2) [m]."""
-    heading = _causal_heading(track, k, xy, 2, 0.3)
+    heading = _causal_heading(track, k, xy, LAG, MIN_MOVE)
     out = np.zeros(len(frame))
     order = np.argsort(frame, kind="stable")
     for idx in np.split(order, np.flatnonzero(np.diff(frame[order])) + 1):
